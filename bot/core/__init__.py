@@ -1,0 +1,1 @@
+"""Pure domain: models, chat-neutral blocks, redaction. No I/O, no SDK."""

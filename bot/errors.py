@@ -1,0 +1,120 @@
+"""The one exception tree of incident-bot.
+
+Every error we raise on purpose is a :class:`BotError`. Each carries a stable ``code`` (used in logs,
+JSON error bodies and chat reference ids), the fields that explain it, and :meth:`BotError.user_message`,
+a one-line message that is safe to show a person: it never includes a traceback, a secret or the
+text of a library exception.
+
+::
+
+    BotError
+    ├── UsageError                 bad input from a person or a script (CLI exit 2, HTTP 4xx)
+    │   ├── InvalidStatus          an HTTP status that is not an error status
+    │   └── EvidenceUnreadable     a file given to ``explain`` cannot be read
+    ├── ConfigError                the configuration file or environment is invalid
+    ├── PluginError                a runbook or reader plugin is broken (reported, never fatal to others)
+    └── RemoteError                something went wrong on or on the way to a host
+        ├── HostUnreachable
+        ├── AuthenticationFailed
+        ├── HostKeyMismatch
+        └── CommandTimeout
+
+Adapters translate library exceptions into these at the border (``raise ... from exc``).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class BotError(Exception):
+    """Base of every error incident-bot raises on purpose."""
+
+    code: ClassVar[str] = "error"
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def user_message(self) -> str:
+        """One line that is safe to show to a person (terminal, chat, HTTP body)."""
+        return self.message.splitlines()[0] if self.message else self.code
+
+
+class UsageError(BotError):
+    """The person or script asked for something invalid; nothing was done."""
+
+    code = "usage"
+    exit_code = 2
+
+
+class InvalidStatus(UsageError):
+    """An HTTP status code that is not a number between 400 and 599."""
+
+    code = "invalid_status"
+
+    def __init__(self, value: str) -> None:
+        super().__init__(f"invalid HTTP status {value!r}: expected an error status between 400 and 599")
+        self.value = value
+
+
+class EvidenceUnreadable(UsageError):
+    """A file handed to ``explain`` does not exist or cannot be read."""
+
+    code = "evidence_unreadable"
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot read {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class ConfigError(BotError):
+    """The configuration is invalid; ``field`` names the setting."""
+
+    code = "config"
+    exit_code = 2
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"configuration: {field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class PluginError(BotError):
+    """A reader or runbook plugin could not be loaded or broke its contract."""
+
+    code = "plugin"
+
+    def __init__(self, plugin: str, problem: str) -> None:
+        super().__init__(f"plugin {plugin}: {problem}")
+        self.plugin = plugin
+        self.problem = problem
+
+
+class RemoteError(BotError):
+    """Base of the errors met while reaching or running commands on a host."""
+
+    code = "remote"
+
+    def __init__(self, host: str, detail: str) -> None:
+        super().__init__(f"{host}: {detail}")
+        self.host = host
+        self.detail = detail
+
+
+class HostUnreachable(RemoteError):
+    code = "host_unreachable"
+
+
+class AuthenticationFailed(RemoteError):
+    code = "auth_failed"
+
+
+class HostKeyMismatch(RemoteError):
+    code = "host_key_mismatch"
+
+
+class CommandTimeout(RemoteError):
+    code = "command_timeout"

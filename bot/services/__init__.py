@@ -1,0 +1,1 @@
+"""Use cases over the core: explain, and (later) incidents, runner, commands."""

@@ -1,0 +1,1 @@
+"""Built-in runbooks: one module per runbook (see DESIGN §6)."""
