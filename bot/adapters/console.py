@@ -61,8 +61,9 @@ def render_diagnosis(diagnosis: Diagnosis, console: Console) -> None:
         console.print(Text("No evidence of a cause was found.", style="bold yellow"))
         others = diagnosis.causes
     if others:
-        console.print(Text("Other candidates:" if top and diagnosis.evidence_found else "Usual suspects:",
-                           style="bold"))
+        console.print(
+            Text("Other candidates:" if top and diagnosis.evidence_found else "Usual suspects:", style="bold")
+        )
         for cause in others:
             row = Text(f"  {cause.confidence:>4.0%}  {cause.id:<26}  {cause.title}")
             if not cause.evidence:
@@ -80,9 +81,7 @@ def render_diagnosis(diagnosis: Diagnosis, console: Console) -> None:
         console.print(Text("Note: " + note, style="italic"))
 
 
-def render_catalog(
-    signals: Mapping[str, Signal], rules: Iterable[Callable[..., object]], console: Console
-) -> None:
+def render_catalog(signals: Mapping[str, Signal], rules: Iterable[Callable[..., object]], console: Console) -> None:
     """The cause catalog with the finding kinds that support each cause, then the rules."""
     by_cause: dict[str, list[tuple[str, float]]] = {}
     for kind, signal in sorted(signals.items()):

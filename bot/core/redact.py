@@ -16,13 +16,15 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.*?(?:-----END \1PRIVATE KEY-----|$)", re.S),
         r"-----BEGIN \1PRIVATE KEY-----" + MASK,
     ),
-    # HTTP Authorization / Proxy-Authorization / Cookie / Set-Cookie / X-Api-Key style headers.
+    # Cookie headers: the whole value (every cookie may be a session).
+    (re.compile(r"(?i)\b((?:set-)?cookie\"?\s*:\s*)[^\r\n\"]+"), r"\1" + MASK),
+    # Authorization-style headers: keep the scheme (Bearer, Basic), mask the credentials.
     (
         re.compile(
-            r"(?i)\b((?:proxy-)?authorization|cookie|set-cookie|x-api-key|x-auth-token|api-key)"
-            r"(\"?\s*[:=]\s*\"?)(?:(bearer|basic|token)\s+)?([^\s\",;]+)"
+            r"(?i)\b((?:proxy-)?authorization|x-api-key|x-auth-token|api-key)(\"?\s*[:=]\s*\"?)"
+            r"((?:bearer|basic|token|digest)\s+)?[^\s\",;]+"
         ),
-        r"\1\2\3 " + MASK,
+        r"\1\2\3" + MASK,
     ),
     # Passwords in URLs and DSNs: scheme://user:password@host
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s\"']*):([^@/\s\"']+)@"), r"\1:" + MASK + "@"),
@@ -40,6 +42,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), MASK),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), MASK),
 )
+
 
 def redact(text: str) -> str:
     """Return ``text`` with every secret we recognise replaced by ``***``."""

@@ -223,8 +223,7 @@ _ENTRIES = (
     CatalogEntry(
         "maintenance_mode",
         "The site is in deliberate maintenance",
-        "Someone switched the site or its backends to maintenance (flag file, framework 'down' mode, "
-        "servers drained).",
+        "Someone switched the site or its backends to maintenance (flag file, framework 'down' mode, servers drained).",
         (503,),
         (
             "Check who started maintenance and for how long (deploy logs, the team channel).",
@@ -324,8 +323,12 @@ STATUS_PRIORS: dict[int, tuple[tuple[str, float], ...]] = {
     500: (("app_exception", 0.3), ("db_down", 0.15), ("disk_full", 0.12), ("config_error", 0.1)),
     502: (("upstream_down", 0.3), ("upstream_crashed", 0.2), ("oom_kill", 0.1), ("permission_denied", 0.08)),
     503: (("worker_saturation", 0.25), ("rate_limited", 0.2), ("maintenance_mode", 0.15), ("upstream_down", 0.12)),
-    504: (("upstream_timeout", 0.3), ("db_slow_query", 0.18), ("worker_saturation", 0.12),
-          ("upstream_connect_timeout", 0.1)),
+    504: (
+        ("upstream_timeout", 0.3),
+        ("db_slow_query", 0.18),
+        ("worker_saturation", 0.12),
+        ("upstream_connect_timeout", 0.1),
+    ),
     520: (("cdn_bad_origin_response", 0.35), ("upstream_crashed", 0.12)),
     521: (("cdn_origin_unreachable", 0.4), ("upstream_down", 0.15)),
     522: (("cdn_origin_unreachable", 0.4), ("upstream_connect_timeout", 0.12)),

@@ -107,9 +107,7 @@ def load_versus_cores(ctx: Context) -> Iterable[Suspicion]:
     for finding in ctx.of("host.cpu_steal"):
         steal = float(finding.data.get("steal", 0.0))
         if steal >= 20:
-            yield Suspicion(
-                "cpu_starvation", 0.6, finding.evidence, (finding.kind,), f"{steal:.0f}% CPU steal time"
-            )
+            yield Suspicion("cpu_starvation", 0.6, finding.evidence, (finding.kind,), f"{steal:.0f}% CPU steal time")
 
 
 def timewait_pileup(ctx: Context) -> Iterable[Suspicion]:
