@@ -1,0 +1,102 @@
+"""Commands run on hosts, their results, and the hosts they run on.
+
+A :class:`Command` is an argv tuple, never a shell string: the SSH adapter quotes it with
+``shlex.join`` and nothing else builds a command line. The only shell a runbook may use is a fixed
+pipeline (:meth:`Command.pipeline`) whose text is a constant of the runbook, with no interpolation;
+values go in as positional parameters (``"$1"``), which the shell never re-parses.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Environment every remote command gets: no pagers, no colours, C locale so outputs parse.
+BASE_ENV: dict[str, str] = {"LC_ALL": "C", "SYSTEMD_PAGER": "cat", "PAGER": "cat", "SYSTEMD_COLORS": "0"}
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+class Command(BaseModel):
+    """One command for a host: argv, an optional per-command timeout, whether it needs ``sudo -n``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    argv: tuple[str, ...] = Field(min_length=1)
+    timeout: float | None = Field(default=None, gt=0, le=600)
+    sudo: bool = False
+    label: str = ""
+
+    @field_validator("argv")
+    @classmethod
+    def _no_nul(cls, argv: tuple[str, ...]) -> tuple[str, ...]:
+        for arg in argv:
+            if "\x00" in arg:
+                raise ValueError("an argument contains a NUL byte")
+        return argv
+
+    @classmethod
+    def of(cls, *argv: str, timeout: float | None = None, sudo: bool = False, label: str = "") -> Command:
+        return cls(argv=argv, timeout=timeout, sudo=sudo, label=label)
+
+    @classmethod
+    def pipeline(
+        cls, script: str, *args: str, timeout: float | None = None, sudo: bool = False, label: str = ""
+    ) -> Command:
+        """A fixed shell pipeline; ``args`` reach it as ``$1``, ``$2``… and are never parsed as shell."""
+        return cls(argv=("sh", "-c", script, "sh", *args), timeout=timeout, sudo=sudo, label=label or script)
+
+    @property
+    def display(self) -> str:
+        return self.label or " ".join(self.argv)
+
+
+class CommandResult(BaseModel):
+    """What came back: exit status (None when the command never finished), output, time, error code."""
+
+    model_config = ConfigDict(frozen=True)
+
+    command: Command
+    host: str
+    exit_status: int | None
+    stdout: str = ""
+    stderr: str = ""
+    duration: float = 0.0
+    #: Our error code when the command did not complete (``command_timeout``, ``host_unreachable``…).
+    error: str | None = None
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.exit_status == 0
+
+
+class Target(BaseModel):
+    """A host to reach over SSH, as resolved from the config, an ssh_config alias or ``user@host:port``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    address: str
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str | None = None
+    identity: tuple[str, ...] = ()
+    known_hosts: tuple[str, ...] = ()
+    #: ``strict`` (default) or ``accept-new`` (trust on first use, recording the key).
+    host_key_policy: Literal["strict", "accept-new"] = "strict"
+    ssh_config: tuple[str, ...] = ()
+    proxy_jump: str | None = None
+    use_agent: bool = False
+    allow_sudo: bool = False
+    connect_timeout: float = Field(default=5.0, gt=0)
+    roles: tuple[str, ...] = ()
+    facts: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("facts")
+    @classmethod
+    def _fact_names(cls, facts: dict[str, str]) -> dict[str, str]:
+        for key in facts:
+            if not re.match(r"^[a-z][a-z0-9_]*$", key):
+                raise ValueError(f"fact name {key!r} must be lower_snake_case")
+        return facts

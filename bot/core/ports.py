@@ -1,0 +1,53 @@
+"""Ports: the interfaces the services need from the outside world, implemented by adapters.
+
+Services depend on these Protocols only; ``bot/app.py`` wires the real adapters, tests use the fakes
+in ``bot/testing.py``.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from bot.core.commands import Command, CommandResult, Target
+
+
+class HostSession(Protocol):
+    """An open connection to one host: commands run over it, concurrently where the adapter allows."""
+
+    @property
+    def host(self) -> str: ...
+
+    async def run(self, command: Command) -> CommandResult:
+        """Run one command; never raises for the command's own failure (timeouts included): the result says."""
+        ...
+
+
+class Executor(Protocol):
+    """Opens sessions to hosts. ``session`` raises a RemoteError subclass when the host cannot be reached."""
+
+    def session(self, target: Target) -> AbstractAsyncContextManager[HostSession]: ...
+
+
+class AuditEntry(BaseModel):
+    """One command run on a host, as the audit log keeps it (DESIGN §7)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    trigger: str
+    host: str
+    argv: tuple[str, ...]
+    exit_status: int | None
+    duration: float
+    output_sha256: str
+    error: str | None = None
+
+
+class Auditor(Protocol):
+    """Receives an entry for every remote command, whatever its outcome."""
+
+    def record(self, entry: AuditEntry) -> None: ...
