@@ -1,19 +1,23 @@
-"""Helpers we ship for testing our own code and plugins: read evidence text without files or I/O.
+"""Helpers we ship for testing our own code and plugins, with no SSH, files or event loop.
 
 ``read`` runs the scanner over text with the registered readers (or only the ones given) and returns
-the findings; ``explain`` runs the whole explain pipeline on text. Runbook fakes join this module
-with the runbook contract.
+the findings; ``explain`` runs the whole explain pipeline on text; ``drive`` runs a runbook on captured
+command outputs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from pydantic import BaseModel
+
+from bot.core.commands import Command, CommandResult
 from bot.core.models import Diagnosis, Finding
 from bot.diagnosis.engine import diagnose
 from bot.evidence.reader import Reader
 from bot.evidence.registry import load
 from bot.evidence.scanner import Scanner
+from bot.runbook.base import Reply, Runbook, Step
 
 
 def read(text: str, readers: Sequence[type[Reader]] | None = None) -> list[Finding]:
@@ -35,3 +39,53 @@ def explain(text: str, status: int | None = None) -> Diagnosis:
     scanner = Scanner(registry.instances())
     scanner.scan_text(text)
     return diagnose(scanner.findings(), status, registry.signals())
+
+
+#: A canned reply: plain stdout (exit 0), or a full CommandResult.
+Canned = str | CommandResult
+
+
+class UnexpectedCommand(AssertionError):
+    """A runbook asked for a command the test gave no reply for."""
+
+
+def drive(
+    runbook: type[Runbook],
+    params: BaseModel | Mapping[str, object] | None = None,
+    replies: Mapping[str | tuple[str, ...], Canned] | None = None,
+    *,
+    facts: Mapping[str, str] | None = None,
+    host: str = "test-host",
+) -> list[Finding]:
+    """Run ``runbook`` on canned outputs and return its findings.
+
+    ``replies`` maps a command (its argv tuple, or its display text) to what it printed. A command with
+    no reply fails the test with the command named. Params given as a mapping are validated by the
+    runbook's own ``Params`` model, as the runner does.
+    """
+    if params is None or isinstance(params, BaseModel):
+        model = params
+    else:
+        model = runbook.Params.model_validate(dict(params))
+    instance = runbook(model, facts)
+    canned = dict(replies or {})
+    asked: list[Command] = []
+
+    def answer(command: Command) -> CommandResult:
+        asked.append(command)
+        reply = canned.get(command.argv, canned.get(command.display))
+        if reply is None:
+            raise UnexpectedCommand(f"{runbook.name} ran {command.argv!r}, which the test did not expect")
+        if isinstance(reply, CommandResult):
+            return reply.model_copy(update={"command": command, "host": host})
+        return CommandResult(command=command, host=host, exit_status=0, stdout=reply)
+
+    steps = instance.steps()
+    try:
+        step: Step = next(steps)
+        while True:
+            reply: Reply = tuple(answer(c) for c in step) if isinstance(step, tuple) else answer(step)
+            step = steps.send(reply)
+    except StopIteration as done:
+        findings: list[Finding] = done.value or []
+    return findings

@@ -1,0 +1,1 @@
+"""The runbook plugin contract: runbooks import only ``bot.runbook.api``."""
