@@ -7,13 +7,16 @@ command outputs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 
 from pydantic import BaseModel
 
-from bot.core.commands import Command, CommandResult
+from bot.core.commands import Command, CommandResult, Target
 from bot.core.models import Diagnosis, Finding
 from bot.diagnosis.engine import diagnose
+from bot.errors import RemoteError
 from bot.evidence.reader import Reader
 from bot.evidence.registry import load
 from bot.evidence.scanner import Scanner
@@ -89,3 +92,59 @@ def drive(
     except StopIteration as done:
         findings: list[Finding] = done.value or []
     return findings
+
+
+class FakeSession:
+    """A HostSession answering from canned replies; unknown commands exit 127 like a missing program."""
+
+    def __init__(self, host: str, replies: Mapping[str | tuple[str, ...], Canned], delay: float) -> None:
+        self._host = host
+        self._replies = replies
+        self._delay = delay
+        self.ran: list[Command] = []
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    async def run(self, command: Command) -> CommandResult:
+        self.ran.append(command)
+        if self._delay:
+            await asyncio.sleep(self._delay)
+        reply = self._replies.get(command.argv, self._replies.get(command.display))
+        if reply is None:
+            return CommandResult(
+                command=command, host=self._host, exit_status=127, stderr=f"{command.argv[0]}: command not found"
+            )
+        if isinstance(reply, CommandResult):
+            return reply.model_copy(update={"command": command, "host": self._host})
+        return CommandResult(command=command, host=self._host, exit_status=0, stdout=reply)
+
+
+class FakeExecutor:
+    """An Executor for tests: per-host canned replies, per-host connection errors and delays."""
+
+    def __init__(
+        self,
+        replies: Mapping[str, Mapping[str | tuple[str, ...], Canned]] | None = None,
+        *,
+        fail: Mapping[str, RemoteError] | None = None,
+        delay: Mapping[str, float] | None = None,
+    ) -> None:
+        self.replies = dict(replies or {})
+        self.fail = dict(fail or {})
+        self.delay = dict(delay or {})
+        self.sessions: dict[str, FakeSession] = {}
+        self.open = 0
+
+    @asynccontextmanager
+    async def session(self, target: Target) -> AsyncIterator[FakeSession]:
+        if target.name in self.fail:
+            raise self.fail[target.name]
+        session = FakeSession(target.name, self.replies.get(target.name, {}), self.delay.get(target.name, 0.0))
+        self.sessions[target.name] = session
+        self.open += 1
+        try:
+            yield session
+        finally:
+            self.open -= 1
