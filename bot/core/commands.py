@@ -79,7 +79,8 @@ class Target(BaseModel):
 
     name: str
     address: str
-    port: int = Field(default=22, ge=1, le=65535)
+    #: None: whatever the OpenSSH client config says for this name, else 22.
+    port: int | None = Field(default=22, ge=1, le=65535)
     user: str | None = None
     identity: tuple[str, ...] = ()
     known_hosts: tuple[str, ...] = ()
