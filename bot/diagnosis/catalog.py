@@ -34,7 +34,7 @@ _ENTRIES = (
         "Upstream accepted the request, then died",
         "The backend took the connection and closed or reset it before a complete answer: a worker "
         "crashed, was killed, or was recycled mid-request.",
-        (502,),
+        (502, 503),
         (
             "Read the app server log around the time of the error for crashes, signals and restarts.",
             "Look for killed workers: `journalctl -k | grep -i -E 'killed process|segfault'`.",

@@ -1,7 +1,8 @@
 """Ranking: combine the rules' suspicions into calibrated causes with quoted evidence.
 
-1. Suspicions of one cause combine as independent evidence (noisy-OR): 1 - Π(1 - wᵢ), capped at 0.97.
-   Two distinct kinds of support (a log line and a confirming host check) therefore rank above one.
+1. Suspicions of one cause combine as independent evidence (noisy-OR): 1 - Π(1 - wᵢ), capped at 0.97,
+   over distinct finding kinds (the strongest of each kind counts once). Two distinct kinds of support
+   (a log line and a confirming host check) therefore rank above one.
 2. A cause that does not usually produce the reported status is discounted (×0.8) and, when it is
    the best evidence-backed cause, the disagreement is said in a note instead of hidden.
 3. A root cause outranks the symptoms it explains (the catalog's ``explains``): when the root is
@@ -31,12 +32,17 @@ MAX_CAUSES = 8
 
 @dataclass
 class _Pool:
-    weights: list[float] = field(default_factory=list)
     support: list[Suspicion] = field(default_factory=list)
 
     def confidence(self) -> float:
+        """Noisy-OR over distinct kinds of support: many findings of one kind (one per upstream, say)
+        are one piece of evidence, not many."""
+        best: dict[tuple[str, ...], float] = {}
+        for suspicion in self.support:
+            key = suspicion.kinds or (suspicion.summary,)
+            best[key] = max(best.get(key, 0.0), suspicion.weight)
         miss = 1.0
-        for weight in self.weights:
+        for weight in best.values():
             miss *= 1.0 - weight
         return min(MAX_CONFIDENCE, 1.0 - miss)
 
@@ -65,7 +71,6 @@ def diagnose(
             if suspicion.cause not in CATALOG:
                 continue
             pool = pools.setdefault(suspicion.cause, _Pool())
-            pool.weights.append(suspicion.weight)
             pool.support.append(suspicion)
 
     confidence = {cause: pool.confidence() for cause, pool in pools.items()}

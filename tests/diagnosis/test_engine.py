@@ -98,3 +98,11 @@ def test_every_cause_carries_next_steps_from_the_catalog() -> None:
     d = diagnose([finding("t.refused")], 502, SIGNALS)
     for cause in d.causes:
         assert cause.next_steps == CATALOG[cause.id].next_steps
+
+
+def test_many_findings_of_one_kind_count_as_one_piece_of_evidence() -> None:
+    """Refusals from ten upstreams are not ten independent proofs."""
+    one = diagnose([finding("t.refused")], 502, SIGNALS).top
+    ten = diagnose([finding("t.refused", f"line {i}") for i in range(10)], 502, SIGNALS).top
+    assert one is not None and ten is not None
+    assert ten.confidence == one.confidence
