@@ -46,7 +46,7 @@ _ENTRIES = (
         "Upstream accepted but did not answer in time",
         "The backend is reachable but too slow: the proxy's read timeout (or the app server's own "
         "worker timeout) expired before the response headers came back.",
-        (504, 502),
+        (504, 502, 524),
         (
             "Find what the slow requests wait on: the database (`pg_stat_activity`), an outside API, locks.",
             "Compare proxy_read_timeout / fastcgi_read_timeout with the app server's own timeout.",

@@ -130,4 +130,39 @@ def timewait_pileup(ctx: Context) -> Iterable[Suspicion]:
             )
 
 
-RULES: tuple[Rule, ...] = (direct_evidence, load_versus_cores, timewait_pileup)
+#: Behind a CDN, what the origin-side evidence means for the CDN's own status code.
+CDN_EQUIVALENTS: dict[int, dict[str, str]] = {
+    520: {"upstream_crashed": "cdn_bad_origin_response", "upstream_bad_response": "cdn_bad_origin_response"},
+    521: {"upstream_down": "cdn_origin_unreachable"},
+    522: {"upstream_connect_timeout": "cdn_origin_unreachable", "upstream_down": "cdn_origin_unreachable"},
+    523: {"dns_failure": "cdn_origin_unreachable", "upstream_down": "cdn_origin_unreachable"},
+    525: {"upstream_tls_error": "cdn_origin_tls"},
+    526: {"upstream_tls_error": "cdn_origin_tls"},
+}
+
+
+def cdn_origin_view(ctx: Context) -> Iterable[Suspicion]:
+    """Behind Cloudflare (status 520–526), origin-side evidence also supports the CDN cause.
+
+    Readers do not know the status: an expired certificate is ``upstream_tls_error`` to them. When the
+    site answers 526, that certificate is the origin's and the cause is ``cdn_origin_tls``; a refused
+    origin behind a 521 is ``cdn_origin_unreachable``. The evidence is the same, so the weight is too
+    (slightly higher, since the status confirms where the failure sits).
+    """
+    mapping = CDN_EQUIVALENTS.get(ctx.status or 0)
+    if not mapping:
+        return
+    for finding in ctx.findings:
+        signal = ctx.signals.get(finding.kind)
+        if signal is None or signal.cause not in mapping:
+            continue
+        yield Suspicion(
+            mapping[signal.cause],
+            min(MAX_SINGLE_WEIGHT, signal.weight + 0.05),
+            finding.evidence,
+            (finding.kind,),
+            finding.summary,
+        )
+
+
+RULES: tuple[Rule, ...] = (direct_evidence, load_versus_cores, timewait_pileup, cdn_origin_view)

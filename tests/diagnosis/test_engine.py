@@ -106,3 +106,14 @@ def test_many_findings_of_one_kind_count_as_one_piece_of_evidence() -> None:
     ten = diagnose([finding("t.refused", f"line {i}") for i in range(10)], 502, SIGNALS).top
     assert one is not None and ten is not None
     assert ten.confidence == one.confidence
+
+
+def test_behind_a_cdn_origin_evidence_becomes_the_cdn_cause() -> None:
+    """An expired origin certificate with a 526: the CDN cause leads; with a 502 the upstream one does."""
+    from bot.diagnosis.rules import RULES
+
+    signals = {"t.cert_expired": Signal(cause="upstream_tls_error", weight=0.7)}
+    behind = diagnose([finding("t.cert_expired")], 526, signals, rules=RULES)
+    direct = diagnose([finding("t.cert_expired")], 502, signals, rules=RULES)
+    assert behind.top is not None and behind.top.id == "cdn_origin_tls"
+    assert direct.top is not None and direct.top.id == "upstream_tls_error"
