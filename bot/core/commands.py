@@ -101,3 +101,49 @@ class Target(BaseModel):
             if not re.match(r"^[a-z][a-z0-9_]*$", key):
                 raise ValueError(f"fact name {key!r} must be lower_snake_case")
         return facts
+
+
+_HOST_RE = re.compile(r"^[A-Za-z0-9_.%-]+$")
+_IPV6_RE = re.compile(r"^[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?$")
+_USER_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.@+-]*$")
+
+
+def parse_address(text: str) -> tuple[str | None, str, int | None]:
+    """Split ``[user@]host[:port]`` (IPv6 as ``[::1]:2222``, ``[::1]`` or bare ``::1``) into its parts.
+
+    Raises ValueError with a message that says what is wrong; nothing that could be read as an
+    ssh option (a leading ``-``) or contains whitespace is accepted.
+    """
+    raw = text.strip()
+    if not raw:
+        raise ValueError("empty SSH target: expected [user@]host[:port]")
+    user: str | None = None
+    rest = raw
+    if "@" in raw:
+        user, _, rest = raw.rpartition("@")
+        if not _USER_RE.match(user):
+            raise ValueError(f"invalid user name in SSH target {text!r}")
+    port_text: str | None = None
+    if rest.startswith("["):
+        host, sep, tail = rest[1:].partition("]")
+        if not sep or not _IPV6_RE.match(host) or ":" not in host:
+            raise ValueError(f"invalid bracketed IPv6 address in SSH target {text!r}")
+        if tail:
+            if not tail.startswith(":"):
+                raise ValueError(f"unexpected text after ']' in SSH target {text!r}")
+            port_text = tail[1:]
+    elif rest.count(":") > 1:
+        host = rest  # a bare IPv6 address: no port possible without brackets
+        if not _IPV6_RE.match(host):
+            raise ValueError(f"invalid IPv6 address in SSH target {text!r}")
+    else:
+        host, sep, port_part = rest.partition(":")
+        port_text = port_part if sep else None
+        if not host or not _HOST_RE.match(host) or host.startswith(("-", ".")):
+            raise ValueError(f"invalid host name in SSH target {text!r}")
+    port: int | None = None
+    if port_text is not None:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ValueError(f"invalid port {port_text!r} in SSH target {text!r}: expected 1-65535")
+        port = int(port_text)
+    return user, host, port

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import HostConfig, Settings
-from bot.core.commands import Target
+from bot.core.commands import Target, parse_address
 from bot.errors import UsageError
-
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
-_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$")
 
 
 class TargetRefused(UsageError):
@@ -35,41 +31,12 @@ class Overrides:
     ssh_config: str | None = None
 
 
-def parse_address(text: str) -> tuple[str | None, str, int]:
-    """Split ``[user@]host[:port]`` (``[v6]:port`` for IPv6); raise UsageError on anything else."""
-    user: str | None = None
-    rest = text.strip()
-    if "@" in rest:
-        user, rest = rest.rsplit("@", 1)
-        if not _USER.match(user):
-            raise UsageError(f"invalid user name in target {text!r}")
-    port = 22
-    if rest.startswith("["):
-        close = rest.find("]")
-        if close < 0:
-            raise UsageError(f"invalid target {text!r}: unclosed '['")
-        host, tail = rest[1:close], rest[close + 1 :]
-        if tail:
-            if not tail.startswith(":"):
-                raise UsageError(f"invalid target {text!r}")
-            port = _port(tail[1:], text)
-        if ":" not in host:
-            raise UsageError(f"invalid target {text!r}: brackets are for IPv6 addresses")
-        return user, host, port
-    if rest.count(":") == 1:
-        rest, port_text = rest.split(":")
-        port = _port(port_text, text)
-    elif rest.count(":") > 1:
-        return user, rest, port  # a bare IPv6 address
-    if not _HOSTNAME.match(rest):
-        raise UsageError(f"invalid host name in target {text!r}")
-    return user, rest, port
-
-
-def _port(text: str, whole: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise UsageError(f"invalid port in target {whole!r}: expected 1-65535")
-    return int(text)
+def parse(text: str) -> tuple[str | None, str, int | None]:
+    """``[user@]host[:port]`` split, or a UsageError that says what is wrong."""
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _expand(path: str | None) -> str | None:
@@ -129,7 +96,7 @@ def resolve(name: str, settings: Settings, over: Overrides | None = None, *, adh
         if any(fnmatch.fnmatchcase(name, p) for p in patterns if p != "*"):
             # asyncssh applies HostName, Port, User, IdentityFile and ProxyJump from the file.
             return [_adhoc(name, name, None, None, config_files, settings, over)]
-    user, host, port = parse_address(name)
+    user, host, port = parse(name)
     return [_adhoc(name, host, port, user, config_files, settings, over)]
 
 

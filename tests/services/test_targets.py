@@ -8,7 +8,7 @@ import pytest
 
 from bot.config import HostConfig, ServiceConfig, Settings, SshDefaults
 from bot.errors import UsageError
-from bot.services.targets import Overrides, TargetRefused, parse_address, resolve
+from bot.services.targets import Overrides, TargetRefused, parse, resolve
 
 SETTINGS = Settings(
     ssh=SshDefaults(user="incident-bot", identity="/keys/bot", known_hosts="/keys/known_hosts"),
@@ -23,16 +23,16 @@ SETTINGS = Settings(
 @pytest.mark.parametrize(
     ("text", "parsed"),
     [
-        ("web", (None, "web", 22)),
-        ("root@10.0.0.5", ("root", "10.0.0.5", 22)),
+        ("web", (None, "web", None)),
+        ("root@10.0.0.5", ("root", "10.0.0.5", None)),
         ("u@host.example.com:2222", ("u", "host.example.com", 2222)),
         ("[::1]:2200", (None, "::1", 2200)),
-        ("ops@[2001:db8::1]", ("ops", "2001:db8::1", 22)),
-        ("fe80::1", (None, "fe80::1", 22)),
+        ("ops@[2001:db8::1]", ("ops", "2001:db8::1", None)),
+        ("fe80::1", (None, "fe80::1", None)),
     ],
 )
-def test_addresses_parse(text: str, parsed: tuple[str | None, str, int]) -> None:
-    assert parse_address(text) == parsed
+def test_addresses_parse(text: str, parsed: tuple[str | None, str, int | None]) -> None:
+    assert parse(text) == parsed
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def test_addresses_parse(text: str, parsed: tuple[str | None, str, int]) -> None
 )
 def test_bad_addresses_are_refused_clearly(text: str) -> None:
     with pytest.raises(UsageError):
-        parse_address(text)
+        parse(text)
 
 
 def test_a_config_host_carries_its_settings_and_defaults() -> None:
