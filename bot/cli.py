@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from bot.diagnosis.rules import RULES
 from bot.errors import BotError
 from bot.evidence.registry import load
 from bot.services.explain import explain_files
+
+if TYPE_CHECKING:
+    from bot.lab import Lab
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -77,6 +80,73 @@ def demo() -> None:
     console.print(f"$ incident-bot explain --status 502 {sample.name}", markup=False)
     diagnosis = explain_files([str(sample)], 502, registry=load())
     render_diagnosis(diagnosis, console)
+
+
+lab_app = typer.Typer(
+    name="lab",
+    help="The fault lab: real sshd, nginx, gunicorn and PostgreSQL on 127.0.0.1, broken on purpose.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(lab_app, name="lab")
+
+LabDir = Annotated[
+    Path | None,
+    typer.Option("--dir", metavar="DIR",
+                 help="Lab directory (default: $INCIDENT_BOT_LAB_DIR or ~/.cache/incident-bot/lab)."),
+]
+
+
+def _lab(lab_dir: Path | None) -> Lab:
+    # Imported here so the lab's dependencies (gunicorn, urllib) stay off the start-up path of `explain`.
+    from bot.lab import Lab  # noqa: PLC0415
+
+    return Lab(lab_dir)
+
+
+@lab_app.command("up", help="Start the lab and print how to reach it (`lab status`).")
+def lab_up(lab_dir: LabDir = None) -> None:
+    sys.stdout.write(_lab(lab_dir).up().render())
+
+
+@lab_app.command("break", help="Reproduce SCENARIO for real (`lab scenarios` lists them).")
+def lab_break(scenario: Annotated[str, typer.Argument(metavar="SCENARIO")], lab_dir: LabDir = None) -> None:
+    done = _lab(lab_dir).break_(scenario)
+    sys.stdout.write(f"{done.name}: {done.does}; the site now answers {done.status} (cause: {done.cause})\n")
+
+
+@lab_app.command("repair", help="Undo the scenario in force and wait for the site to answer 200.")
+def lab_repair(lab_dir: LabDir = None) -> None:
+    name = _lab(lab_dir).repair()
+    sys.stdout.write(f"repaired {name}\n" if name else "nothing to repair\n")
+
+
+@lab_app.command("down", help="Stop everything the lab started and unmount its tmpfs; logs are kept.")
+def lab_down(
+    lab_dir: LabDir = None,
+    purge: Annotated[bool, typer.Option("--purge", help="Also remove the lab directory.")] = False,
+) -> None:
+    _lab(lab_dir).down(purge=purge)
+
+
+@lab_app.command("status", help="The SSH target and options for `diagnose`, the site, the logs, the processes.")
+def lab_status(
+    lab_dir: LabDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    status = _lab(lab_dir).status()
+    if as_json:
+        sys.stdout.write(json.dumps(status.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(status.render())
+
+
+@lab_app.command("scenarios", help="List the scenarios: the cause each reproduces and the status nginx answers.")
+def lab_scenarios() -> None:
+    from bot.lab.scenarios import SCENARIOS  # noqa: PLC0415
+
+    for s in SCENARIOS.values():
+        sys.stdout.write(f"{s.name:<26} {s.status}  {s.does}\n")
 
 
 def main() -> None:
