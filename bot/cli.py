@@ -82,6 +82,93 @@ def demo() -> None:
     render_diagnosis(diagnosis, console)
 
 
+DIAGNOSE_HELP = """Run the 5xx checklist over SSH on TARGET and name the cause.
+
+TARGET is a host or service of the configuration, an alias of the OpenSSH client config
+(--ssh-config), or [user@]host[:port]. Progress goes to stderr, findings and the ranked causes to
+stdout (--json: the same shape as explain --json, plus target). Host keys are always verified against
+--known-hosts (or the configuration's). Exits 0 when the run worked (whatever it found), 1 when no
+host could be reached, 2 on bad input.
+
+Example (the fault lab):
+
+  incident-bot diagnose lab --config /var/tmp/incident-bot/lab/incident-bot.yaml --status 502
+"""
+
+
+@app.command(help=DIAGNOSE_HELP)
+def diagnose(
+    target: Annotated[str, typer.Argument(metavar="TARGET")],
+    status: Annotated[
+        str | None, typer.Option("--status", "-s", metavar="CODE", help="HTTP status the site answers.")
+    ] = None,
+    url: Annotated[str | None, typer.Option("--url", help="The failing URL (probed from the proxy host).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the diagnosis as JSON.")] = False,
+    config: Annotated[str | None, typer.Option("--config", metavar="FILE", help="Configuration file.")] = None,
+    ssh_config: Annotated[
+        str | None, typer.Option("--ssh-config", metavar="FILE", help="OpenSSH client config to honour.")
+    ] = None,
+    identity: Annotated[str | None, typer.Option("--identity", "-i", metavar="KEY", help="Private key.")] = None,
+    known_hosts: Annotated[
+        str | None, typer.Option("--known-hosts", metavar="FILE", help="known_hosts to verify host keys against.")
+    ] = None,
+    runbook: Annotated[
+        list[str] | None, typer.Option("--runbook", "-r", metavar="NAME", help="Run only these runbooks.")
+    ] = None,
+) -> None:
+    import asyncio  # noqa: PLC0415 - only diagnose needs the event loop and the SSH stack
+
+    from bot.adapters.console import ProgressPrinter  # noqa: PLC0415
+    from bot.app import DiagnoseRequest, run_diagnose  # noqa: PLC0415
+    from bot.config import load_settings  # noqa: PLC0415
+    from bot.services.targets import Overrides  # noqa: PLC0415
+
+    code = parse_status(status)
+    settings = load_settings(config)
+    request = DiagnoseRequest(
+        target=target,
+        status=code,
+        url=url,
+        runbooks=tuple(runbook or ()),
+        overrides=Overrides(identity=identity, known_hosts=known_hosts, ssh_config=ssh_config),
+    )
+    printer = ProgressPrinter(Console(stderr=True, highlight=False, soft_wrap=True))
+    result = asyncio.run(run_diagnose(request, settings, printer))
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        render_diagnosis(result, Console(highlight=False, soft_wrap=True))
+    if printer.hosts and printer.failed_hosts >= printer.hosts:
+        raise typer.Exit(1)
+
+
+runbooks_app = typer.Typer(help="The runbooks this installation has.", no_args_is_help=True)
+app.add_typer(runbooks_app, name="runbooks")
+
+
+@runbooks_app.command("list", help="Every runbook found (built-in and plugins), and the broken ones with why.")
+def runbooks_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    from bot.runbook.registry import load as load_runbooks  # noqa: PLC0415
+
+    catalog = load_runbooks()
+    found = sorted(catalog.runbooks.values(), key=lambda r: r.name)
+    if as_json:
+        rows = [
+            {"name": r.name, "title": r.title, "statuses": sorted(r.statuses), "roles": sorted(r.roles),
+             "mutating": r.mutating}
+            for r in found
+        ]  # fmt: skip
+        sys.stdout.write(json.dumps({"runbooks": rows, "broken": catalog.broken}, indent=2) + "\n")
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    for rb in found:
+        where = ", ".join(str(s) for s in sorted(rb.statuses)) or "any status"
+        roles = ", ".join(sorted(rb.roles)) or "any host"
+        console.print(f"{rb.name:<18} {rb.title}  ({where}; {roles})", markup=False)
+    for name, problem in catalog.broken.items():
+        console.print(f"BROKEN {name}: {problem}", markup=False, style="red")
+
+
 lab_app = typer.Typer(
     name="lab",
     help="The fault lab: real sshd, nginx, gunicorn and PostgreSQL on 127.0.0.1, broken on purpose.",
@@ -92,8 +179,9 @@ app.add_typer(lab_app, name="lab")
 
 LabDir = Annotated[
     Path | None,
-    typer.Option("--dir", metavar="DIR",
-                 help="Lab directory (default: $INCIDENT_BOT_LAB_DIR or ~/.cache/incident-bot/lab)."),
+    typer.Option(
+        "--dir", metavar="DIR", help="Lab directory (default: $INCIDENT_BOT_LAB_DIR or ~/.cache/incident-bot/lab)."
+    ),
 ]
 
 

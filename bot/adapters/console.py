@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.text import Text
 
 from bot.core.models import Diagnosis, Severity, Signal
+from bot.core.ports import ProgressEvent
 from bot.diagnosis.catalog import CATALOG, CatalogEntry
 
 _REASONS = {
@@ -27,6 +28,29 @@ _SEVERITY_STYLE = {
     Severity.INFO: "cyan",
     Severity.OK: "green",
 }
+
+
+class ProgressPrinter:
+    """Live progress of a diagnosis on stderr: one line per host connection and per runbook."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.hosts = 0
+        self.failed_hosts = 0
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.runbook is None and event.state == "connecting":
+            self.hosts += 1
+            return
+        if event.state == "started":
+            return
+        if event.runbook is None and event.state == "failed":
+            self.failed_hosts += 1
+        mark = {"done": "✔", "failed": "✖"}.get(event.state, "…")
+        style = "red" if event.state == "failed" else "green"
+        line = Text(f"  {mark} ", style=style)
+        line.append(f"{event.host:<16} {event.runbook or 'connect':<18} {event.elapsed:6.1f}s  {event.detail}")
+        self.console.print(line)
 
 
 def status_line(status: int | None) -> str:

@@ -6,9 +6,11 @@ in ``bot/testing.py``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -51,3 +53,20 @@ class Auditor(Protocol):
     """Receives an entry for every remote command, whatever its outcome."""
 
     def record(self, entry: AuditEntry) -> None: ...
+
+
+ProgressState = Literal["connecting", "started", "done", "failed"]
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """A step of a diagnosis, for live progress displays (``runbook`` None: the host connection)."""
+
+    host: str
+    runbook: str | None
+    state: ProgressState
+    elapsed: float
+    detail: str = ""
+
+
+Progress = Callable[[ProgressEvent], None]

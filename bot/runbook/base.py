@@ -26,6 +26,10 @@ from bot.core.models import Finding, Severity
 from bot.evidence.reader import Reader
 from bot.evidence.scanner import Scanner
 
+#: A discovering runbook reports what it found about the host in one finding of this kind, whose
+#: ``data`` maps fact names (``nginx_error_log``, ``upstreams``…) to values.
+FACTS_KIND = "discovery.facts"
+
 Step = Command | tuple[Command, ...]
 Reply = CommandResult | tuple[CommandResult, ...]
 Steps = Generator[Step, Reply, list[Finding]]
@@ -50,6 +54,9 @@ class Runbook(ABC):
     #: True when it changes the host (restart, clean up): runs only after an approval in chat.
     mutating: ClassVar[bool] = False
     Params: ClassVar[type[BaseModel]] = NoParams
+    #: Runs before the others on a host; its ``discovery.facts`` finding fills the host's facts
+    #: (facts from the configuration win).
+    discovers: ClassVar[bool] = False
     #: The readers that parse its outputs (also offered to ``explain``).
     readers: ClassVar[tuple[type[Reader], ...]] = ()
 

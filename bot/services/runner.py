@@ -9,31 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
 from bot.core.commands import CommandResult, Target
 from bot.core.models import Finding, Severity
-from bot.core.ports import Executor, HostSession
+from bot.core.ports import Executor, HostSession, Progress, ProgressEvent, ProgressState
 from bot.errors import RemoteError
-from bot.runbook.base import Reply, Runbook, Step
-
-ProgressState = Literal["connecting", "started", "done", "failed"]
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    host: str
-    runbook: str | None
-    state: ProgressState
-    elapsed: float
-    detail: str = ""
-
-
-Progress = Callable[[ProgressEvent], None]
+from bot.runbook.base import FACTS_KIND, Reply, Runbook, Step
 
 
 @dataclass(frozen=True)
@@ -50,6 +35,18 @@ class RunReport:
     findings: list[Finding] = field(default_factory=list)
     results: list[CommandResult] = field(default_factory=list)
     hosts_failed: dict[str, str] = field(default_factory=dict)
+
+
+def _with_discovered_facts(plan: HostPlan, found: Sequence[Finding]) -> HostPlan:
+    """The plan with discovered facts added under the configured ones (configuration wins)."""
+    discovered: dict[str, str] = {}
+    for finding in found:
+        if finding.kind == FACTS_KIND:
+            discovered.update({str(k): str(v) for k, v in finding.data.items() if v not in (None, "")})
+    if not discovered:
+        return plan
+    target = plan.target.model_copy(update={"facts": {**discovered, **plan.target.facts}})
+    return HostPlan(target=target, runbooks=plan.runbooks, params=plan.params)
 
 
 def _host_finding(host: str, kind: str, summary: str, severity: Severity = Severity.CRITICAL) -> Finding:
@@ -110,7 +107,13 @@ class Runner:
         self._emit(name, None, "connecting", started)
         try:
             async with self.executor.session(plan.target) as session:
-                await asyncio.gather(*(self._runbook(session, plan, rb, report, started) for rb in plan.runbooks))
+                first = [rb for rb in plan.runbooks if rb.discovers]
+                rest = [rb for rb in plan.runbooks if not rb.discovers]
+                if first:
+                    before = len(report.findings)
+                    await asyncio.gather(*(self._runbook(session, plan, rb, report, started) for rb in first))
+                    plan = _with_discovered_facts(plan, report.findings[before:])
+                await asyncio.gather(*(self._runbook(session, plan, rb, report, started) for rb in rest))
         except RemoteError as exc:
             report.hosts_failed[name] = exc.code
             report.findings.append(_host_finding(name, f"ssh.{exc.code}", exc.user_message()))

@@ -110,3 +110,27 @@ async def test_concurrent_steps_run_over_one_session() -> None:
     executor = FakeExecutor({"h": {"uname -n": "h\n", "true": ""}})
     await Runner(executor).run([HostPlan(target("h"), [Pair])])
     assert [c.display for c in executor.sessions["h"].ran] == ["uname -n", "true"]
+
+
+class Discover(Runbook):
+    name = "discover_test"
+    title = "finds the log"
+    discovers = True
+
+    def steps(self) -> Steps:
+        out = yield Command.of("find-log")
+        assert not isinstance(out, tuple)
+        from bot.core.models import Finding, Severity
+        from bot.runbook.base import FACTS_KIND
+
+        return [Finding(kind=FACTS_KIND, severity=Severity.INFO, summary="facts", data={"log": out.stdout.strip()})]
+
+
+async def test_discovered_facts_reach_the_other_runbooks_and_configured_facts_win() -> None:
+    replies = {"find-log": "/srv/found.log\n", ("tail", "-n", "10", "/srv/found.log"): REFUSED}
+    report = await Runner(FakeExecutor({"h": replies})).run([HostPlan(target("h"), [ProxyLog, Discover])])
+    assert "nginx.upstream_refused" in {f.kind for f in report.findings}
+    pinned = await Runner(FakeExecutor({"h": replies})).run(
+        [HostPlan(target("h", log="/srv/pinned.log"), [ProxyLog, Discover])]
+    )
+    assert "nginx.upstream_refused" not in {f.kind for f in pinned.findings}

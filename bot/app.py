@@ -1,0 +1,76 @@
+"""Composition root: builds the real adapters from the settings and hands them to the services.
+
+Nothing is built at import time; each entry point (CLI command, server lifespan) calls what it needs
+once, and owns the resources for as long as it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bot.adapters.audit import JsonlAuditor, default_audit_path
+from bot.adapters.ssh import SshExecutor
+from bot.config import Settings
+from bot.core.models import Diagnosis
+from bot.core.ports import Progress
+from bot.diagnosis.engine import diagnose
+from bot.errors import UsageError
+from bot.evidence.registry import load as load_readers
+from bot.runbook.base import Runbook
+from bot.runbook.registry import Catalog
+from bot.runbook.registry import load as load_runbooks
+from bot.services.runner import HostPlan, Runner
+from bot.services.targets import Overrides, resolve
+
+
+@dataclass(frozen=True)
+class DiagnoseRequest:
+    target: str
+    status: int | None = None
+    url: str | None = None
+    runbooks: tuple[str, ...] = ()
+    overrides: Overrides = field(default_factory=Overrides)
+    #: Who asked: ``cli``, ``alert:<fingerprint>``, ``slack:<user>``… (audited with every command).
+    trigger: str = "cli"
+    #: Hosts outside the configuration are allowed only when a person at the CLI names them.
+    adhoc: bool = True
+
+
+def plans_for(request: DiagnoseRequest, settings: Settings, catalog: Catalog) -> list[HostPlan]:
+    unknown = [name for name in request.runbooks if name not in catalog.runbooks]
+    if unknown:
+        known = ", ".join(sorted(catalog.runbooks)) or "none"
+        raise UsageError(f"unknown runbook {unknown[0]!r} (known: {known})")
+    plans = []
+    for resolved in resolve(request.target, settings, request.overrides, adhoc=request.adhoc):
+        target = resolved
+        if request.url:
+            target = resolved.model_copy(update={"facts": {**resolved.facts, "site_url": request.url}})
+        chosen: Sequence[type[Runbook]] = catalog.select(request.status, target.roles, request.runbooks)
+        plans.append(HostPlan(target=target, runbooks=list(chosen)))
+    return plans
+
+
+async def run_diagnose(request: DiagnoseRequest, settings: Settings, progress: Progress | None = None) -> Diagnosis:
+    """Resolve the target, run the runbooks over SSH, rank the causes."""
+    catalog = load_runbooks()
+    plans = plans_for(request, settings, catalog)
+    executor = SshExecutor(
+        JsonlAuditor(default_audit_path()),
+        request.trigger,
+        command_timeout=settings.ssh.command_timeout,
+    )
+    runner = Runner(
+        executor,
+        deadline=settings.ssh.deadline,
+        max_parallel_hosts=settings.ssh.max_parallel_hosts,
+        progress=progress,
+    )
+    report = await runner.run(plans)
+    registry = load_readers()
+    signals = registry.signals()
+    for runbook in catalog.runbooks.values():
+        for reader in runbook.readers:
+            signals.update(reader.signals)
+    return diagnose(report.findings, request.status, signals, target=request.target)
