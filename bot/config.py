@@ -48,6 +48,14 @@ class HostConfig(BaseModel):
     roles: list[str] = Field(default_factory=list)
     facts: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("facts", mode="before")
+    @classmethod
+    def _facts_as_text(cls, value: Any) -> Any:
+        """Facts are text on the wire (ports and counts written as YAML numbers included)."""
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, str) else str(v) for k, v in value.items() if v is not None}
+        return value
+
 
 class ServiceMatch(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -67,3 +67,9 @@ def test_a_bad_file_is_one_clear_error_naming_the_field(tmp_path: Path, text: st
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_settings(str(tmp_path / "none.yaml"), env={})
+
+
+def test_numeric_facts_in_yaml_become_text(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("hosts: {db: {address: 127.0.0.1, facts: {pg_port: 5432, pg_host: 127.0.0.1}}}")
+    assert load_settings(str(path), env={}).hosts["db"].facts == {"pg_port": "5432", "pg_host": "127.0.0.1"}
