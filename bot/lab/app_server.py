@@ -94,6 +94,12 @@ def stop(pid: int | None) -> None:
     terminate(pid, timeout=10)
 
 
+def kill(pid: int | None) -> None:
+    """SIGKILL the master and its workers, as the OOM killer or a crash would: nothing cleans up, so the
+    unix socket file stays behind with no listener and connecting to it is refused (ECONNREFUSED)."""
+    terminate(pid, timeout=10, sig=signal.SIGKILL)
+
+
 def master_pid(paths: LabPaths) -> int | None:
     pid = read_pid_file(paths.pid_file("gunicorn"))
     return pid if pid_alive(pid) else None

@@ -213,6 +213,10 @@ class Lab:
         app_server.stop(self.state.pids.pop("gunicorn", None))
         self._save()
 
+    def kill_app_server(self) -> None:
+        app_server.kill(self.state.pids.pop("gunicorn", None))
+        self._save()
+
     def start_app_server(self) -> None:
         self.state.pids["gunicorn"] = app_server.start(self.paths, postgres.conninfo(self.state.ports["postgres"]))
         self._save()

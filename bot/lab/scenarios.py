@@ -17,6 +17,7 @@ class Controls(Protocol):
 
     def set_app_flag(self, flag: str | None) -> None: ...
     def stop_app_server(self) -> None: ...
+    def kill_app_server(self) -> None: ...
     def start_app_server(self) -> None: ...
     def stop_database(self) -> None: ...
     def start_database(self) -> None: ...
@@ -55,9 +56,9 @@ def _flag(flag: str) -> tuple[Move, Move]:
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario(
         "upstream_down", "upstream_down", 502,
-        "stops gunicorn (SIGTERM): its unix socket disappears",
-        "nginx_error", "failed (2: No such file or directory) while connecting to upstream",
-        lambda lab: lab.stop_app_server(), lambda lab: lab.start_app_server()),
+        "kills gunicorn (SIGKILL, as a crash or the OOM killer would): its socket file stays, nothing listens",
+        "nginx_error", "failed (111: Connection refused) while connecting to upstream",
+        lambda lab: lab.kill_app_server(), lambda lab: lab.start_app_server()),
     Scenario(
         "upstream_crashed", "upstream_crashed", 502,
         "the app's worker dies mid-request (os._exit)",
