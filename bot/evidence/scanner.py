@@ -21,6 +21,9 @@ from bot.evidence.reader import Reader
 
 CHUNK = 1 << 22
 MAX_LINE = 64 * 1024
+#: Memory RE2 may use for the prefilter's DFA; the union of every trigger needs far more than RE2's
+#: default 8 MiB, and without it RE2 falls back to its much slower NFA.
+PREFILTER_MEMORY = 256 << 20
 _HEADER = re.compile(r"^\s*###\s*(.*?)\s*$")
 
 
@@ -31,10 +34,19 @@ class Scanner:
         self.readers = list(readers)
         triggers = [t for r in self.readers for t in r.triggers]
         union = "|".join(f"(?:{t})" for t in [r"(?m:^[ \t]*###)", *triggers])
-        self._prefilter = re2.compile(union.encode())
-        self._dispatch: list[tuple[re.Pattern[str], Reader]] = [
-            (re.compile("|".join(f"(?:{t})" for t in r.triggers)), r) for r in self.readers if r.triggers
-        ]
+        options = re2.Options()
+        options.max_mem = PREFILTER_MEMORY
+        options.never_capture = True
+        options.log_errors = False
+        self._prefilter = re2.compile(union.encode(), options)
+        # One RE2 set of every reader's triggers tells, in a single pass over a line, which readers want it.
+        self._dispatch = re2.Set.SearchSet(options)
+        self._triggered: list[Reader] = []
+        for reader in self.readers:
+            if reader.triggers:
+                self._dispatch.Add("|".join(f"(?:{t})" for t in reader.triggers).encode())
+                self._triggered.append(reader)
+        self._dispatch.Compile()
         self._headed = [(re.compile(r.header, re.I), r) for r in self.readers if r.header]
         self._active: list[Reader] = []
         self._block: list[Reader] = []
@@ -114,8 +126,9 @@ class Scanner:
                 fed.add(id(reader))
                 if reader.feed(line) and reader not in still:
                     still.append(reader)
-        for pattern, reader in self._dispatch:
-            if id(reader) in fed or not pattern.search(line):
+        for index in sorted(self._dispatch.Match(raw) or ()):
+            reader = self._triggered[index]
+            if id(reader) in fed:
                 continue
             fed.add(id(reader))
             if reader.feed(line):
