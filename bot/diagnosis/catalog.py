@@ -99,6 +99,7 @@ _ENTRIES = (
             "For nginx with variables in proxy_pass, configure `resolver` and check it answers.",
             "Check /etc/resolv.conf and the container's DNS (Docker service names exist only on its network).",
         ),
+        explains=("app_exception",),
     ),
     CatalogEntry(
         "permission_denied",
@@ -111,6 +112,7 @@ _ENTRIES = (
             "For php-fpm sockets set listen.owner/listen.group/listen.mode to the web server's user.",
             "Look for SELinux denials: `ausearch -m avc -ts recent` (httpd_can_network_connect).",
         ),
+        explains=("app_exception",),
     ),
     CatalogEntry(
         "fd_exhaustion",
@@ -122,6 +124,7 @@ _ENTRIES = (
             "Raise LimitNOFILE / worker_rlimit_nofile and worker_connections together.",
             "Look for a descriptor leak: connections that never close (`ss -s`, CLOSE_WAIT counts).",
         ),
+        explains=("app_exception", "upstream_crashed"),
     ),
     CatalogEntry(
         "port_exhaustion",
@@ -133,6 +136,7 @@ _ENTRIES = (
             "Enable upstream keep-alive (nginx `keepalive` in the upstream block, proxy_http_version 1.1).",
             "Widen net.ipv4.ip_local_port_range; add upstream addresses to spread connections.",
         ),
+        explains=("app_exception", "upstream_down"),
     ),
     CatalogEntry(
         "disk_full",
@@ -341,10 +345,18 @@ STATUS_PRIORS: dict[int, tuple[tuple[str, float], ...]] = {
 }
 
 
+#: Without a status: the most common causes of 5xx outages overall, at very low confidence.
+ANY_5XX_PRIORS: tuple[tuple[str, float], ...] = (
+    ("upstream_down", 0.12),
+    ("upstream_timeout", 0.1),
+    ("app_exception", 0.08),
+)
+
+
 def priors_for(status: int | None) -> tuple[tuple[str, float], ...]:
-    """The usual suspects for a status (its class's when the exact code has none)."""
+    """The usual suspects for a status (its class's when the exact code has none; 5xx in general without one)."""
     if status is None:
-        return ()
+        return ANY_5XX_PRIORS
     if status in STATUS_PRIORS:
         return STATUS_PRIORS[status]
     if 500 <= status <= 599:

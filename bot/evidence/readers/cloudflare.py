@@ -35,7 +35,7 @@ import re
 from typing import ClassVar
 
 from bot.core.models import Finding, Severity, Signal
-from bot.evidence.reader import Reader, Tally
+from bot.evidence.reader import LinePattern, PatternReader, Reader, Tally
 
 _KIND = {
     520: "cloudflare.bad_origin_response",
@@ -149,4 +149,24 @@ class CloudflareErrorPage(Reader):
         return out
 
 
-READERS = (CloudflareErrorPage,)
+class CloudflaredTunnel(PatternReader):
+    """The cloudflared connector (Cloudflare Tunnel): it proxies to the origin from inside the network,
+    so an origin it cannot dial is the tunnel's equivalent of a 502/521/522."""
+
+    name = "cloudflared.log"
+    title = "cloudflared (Cloudflare Tunnel) connector log"
+    patterns = (
+        LinePattern(
+            "cloudflared.origin_unreachable",
+            r"Unable to reach the origin service",
+            "{count}× cloudflared could not reach the origin {origin} ({reason})",
+            detail=r"dial tcp (?P<origin>\S+?): (?:connect: )?(?P<reason>[^\"\\]+)",
+            key="origin",
+        ),
+    )
+    signals: ClassVar[dict[str, Signal]] = {
+        "cloudflared.origin_unreachable": Signal(cause="cdn_origin_unreachable", weight=0.85),
+    }
+
+
+READERS = (CloudflareErrorPage, CloudflaredTunnel)

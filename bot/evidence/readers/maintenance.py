@@ -40,7 +40,10 @@ _SPECIFIC = (
     ("maintenance.wordpress", re.compile(r"Briefly unavailable for scheduled maintenance", re.I)),
     (
         "maintenance.laravel",
-        re.compile(r"Application is (?:now )?in maintenance mode|MaintenanceModeException|\bartisan down\b"),
+        re.compile(
+            r"Application is (?:now )?in maintenance mode|MaintenanceModeException|\bartisan down\b"
+            r"|CheckForMaintenanceMode|PreventRequestsDuringMaintenance|isDownForMaintenance"
+        ),
     ),
     ("maintenance.drupal", re.compile(r"is currently under maintenance\. We should be back shortly")),
     (
@@ -85,7 +88,8 @@ class MaintenanceMode(Reader):
     title = "Maintenance mode (WordPress, Laravel, Magento, Drupal, flag files, 503 + Retry-After)"
     triggers = (
         r"(?i:briefly unavailable for scheduled maintenance)",
-        r"Application is (?:now )?in maintenance mode|MaintenanceModeException|\bartisan down\b",
+        r"Application is (?:now )?in maintenance mode|MaintenanceModeException|\bartisan down\b"
+        r"|CheckForMaintenanceMode|PreventRequestsDuringMaintenance|isDownForMaintenance",
         r"is currently under maintenance\. We should be back shortly",
         r"(?i:maintenance mode is (?:not )?active|(?:en|dis)abled maintenance mode"
         r"|maintenance mode (?:is )?(?:on|off|enabled)\b)",

@@ -156,6 +156,8 @@ _OOM_TRIGGERS = (
     r"(?:Out of memory|Memory cgroup out of memory)(?: \(oom_kill_allocating_task\))?: Kill(?:ed)? process \d+",
     r"Killed process \d+,? (?:UID \d+, )?\(",
     r"oom-kill:constraint=",
+    # A kill line wrapped by the person pasting it ("Out of memory: Killed pr" / "ocess 11438 (gunicorn)").
+    r"(?:Out of memory|Memory cgroup out of memory): Kill",
     r"invoked oom-killer",
     r"oom_reaper: reaped process \d+",
     r"killed as a result of limit of",

@@ -251,7 +251,7 @@ class NginxErrorLog(PatternReader):
         ),
         _p(
             "file_permission_denied",
-            r"open\(\) \\?\"[^\"]*\\?\" failed \((?:13|10013): |is forbidden \(13: ",
+            r"open\(\) \\?[\"“”][^\"“”]*\\?[\"“”] failed \((?:13|10013): |is forbidden \(13: ",
             "{count}× permission denied opening a file (403)",
             Severity.WARNING,
         ),
