@@ -95,6 +95,13 @@ class GunicornLog(PatternReader):
             Severity.WARNING,
         ),
         _p(
+            "master_stopped",
+            r"\] Shutting down: Master",
+            "gunicorn's master shut down: nothing serves its address until it is started again",
+            Severity.WARNING,
+            unless=r"Reason:",
+        ),
+        _p(
             "worker_exit_code",
             r"Worker \(pid:\d+\) exited with code [1-9]",
             "{count}× gunicorn worker exited with an error code",
@@ -111,6 +118,7 @@ class GunicornLog(PatternReader):
         "gunicorn.bind_in_use": Signal(cause="config_error", weight=0.7),
         "gunicorn.request_error": Signal(cause="app_exception", weight=0.5),
         "gunicorn.worker_exit_code": Signal(cause="upstream_crashed", weight=0.3),
+        "gunicorn.master_stopped": Signal(cause="upstream_down", weight=0.5),
     }
 
     def __init__(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.core.models import Severity
 from bot.evidence.readers.gunicorn import GunicornLog
 from bot.testing import explain, kinds, read
 
@@ -57,7 +58,11 @@ def test_error_handling_request_is_a_weak_app_exception() -> None:
     assert found["gunicorn.request_error"]["count"] == 3
 
 
-def test_startup_and_shutdown_lines_are_not_findings() -> None:
-    """Near miss: Booting/Worker exiting/Shutting down: Master are normal life-cycle lines."""
+def test_startup_lines_are_not_findings_and_a_master_shutdown_is_only_a_warning() -> None:
+    """Near miss: Booting/Worker exiting are normal life-cycle lines. A master that shut down is worth
+    saying during an outage (nothing serves its address any more), but only as a weak upstream_down hint."""
     text = fixture("gunicorn-flask-outbound-local.log")
-    assert kinds(text, [GunicornLog]) == set()
+    found = read(text, [GunicornLog])
+    assert {f.kind for f in found} <= {"gunicorn.master_stopped"}
+    assert all(f.severity is Severity.WARNING for f in found)
+    assert GunicornLog.signals["gunicorn.master_stopped"].weight <= 0.5
