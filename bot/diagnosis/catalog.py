@@ -269,7 +269,7 @@ _ENTRIES = (
             "Find the consumers: `top -b -n 1 -o %CPU | head -20`; check steal time (`st`).",
             "Scale out, move batch work off the host, or limit the runaway process.",
         ),
-        explains=("upstream_timeout",),
+        explains=(),
     ),
     CatalogEntry(
         "external_dependency",

@@ -77,7 +77,9 @@ def load_versus_cores(ctx: Context) -> Iterable[Suspicion]:
     """cpu_starvation when the load average is far above the number of CPUs.
 
     A load average counts runnable (and uninterruptible) tasks; above about twice the core count
-    requests queue for CPU and response times grow with the queue. The core count comes from
+    requests queue for CPU and response times grow with the queue. It is a one-minute average of a
+    shared machine, so it stays circumstantial: twice the cores weighs 0.4, four times 0.6, eight
+    times 0.85 — below a log line that names the failure. The core count comes from
     ``nproc``/``lscpu`` output, a ``top`` CPU line, or a header; without it, an absolute load over
     32 still counts as weak evidence. High CPU steal time (a starved virtual machine) also counts.
     """
@@ -92,7 +94,7 @@ def load_versus_cores(ctx: Context) -> Iterable[Suspicion]:
         if finding_cores:
             ratio = load / finding_cores
             if ratio >= 2:
-                weight = min(0.85, 0.45 + 0.08 * ratio)
+                weight = min(0.85, 0.2 + 0.1 * ratio)
                 yield Suspicion(
                     "cpu_starvation",
                     weight,

@@ -203,6 +203,14 @@ class Lab:
 
     # ---- the moves (bot.lab.scenarios.Controls) ---------------------------------------------------------
 
+    def rotate_logs(self) -> None:
+        """Empty every log in place, as logrotate's ``copytruncate`` does: the servers keep writing
+        (they append), and what a diagnosis reads afterwards is only what happened since."""
+        for path in self.paths.log_files().values():
+            if path.exists():
+                with path.open("r+b") as handle:
+                    handle.truncate(0)
+
     def set_app_flag(self, flag: str | None) -> None:
         if flag is None:
             self.paths.app_flag.unlink(missing_ok=True)

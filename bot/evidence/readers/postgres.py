@@ -101,6 +101,12 @@ class PostgresLog(PatternReader):
             "{count}× PostgreSQL is in crash recovery and refuses connections",
         ),
         _p(
+            "server_stopped",
+            r"database system is shut down",
+            "{count}× PostgreSQL was shut down (pg_isready tells whether it is still down)",
+            Severity.WARNING,
+        ),
+        _p(
             "not_accepting",
             r"the database system is not (?:yet )?accepting connections",
             "{count}× PostgreSQL is not (yet) accepting connections (standby/recovery not ready)",
@@ -199,6 +205,7 @@ class PostgresLog(PatternReader):
         "postgres.shutting_down": Signal(cause="db_down", weight=0.8),
         "postgres.recovery": Signal(cause="db_down", weight=0.85),
         "postgres.not_accepting": Signal(cause="db_down", weight=0.8),
+        "postgres.server_stopped": Signal(cause="db_down", weight=0.6),
         "postgres.backend_killed": Signal(cause="oom_kill", weight=0.7),
         "postgres.backend_crashed": Signal(cause="db_down", weight=0.75),
         "postgres.crash_restart": Signal(cause="db_down", weight=0.7),
@@ -380,6 +387,9 @@ class PgStatActivity(Reader):
         r"(?m:^-\[ RECORD 1 \]-)",
     )
     header = r"pg_stat_activity|max_connections"
+    #: An ``active`` row running this long or longer is a long query; a runbook may use a subclass
+    #: with its own threshold (the proxy's timeout).
+    long_query_seconds: ClassVar[float] = LONG_QUERY_SECONDS
     signals: ClassVar[dict[str, Signal]] = {
         "postgres.long_query": Signal(cause="db_slow_query", weight=0.65),
         "postgres.lock_wait": Signal(cause="db_slow_query", weight=0.7),
@@ -504,7 +514,7 @@ class PgStatActivity(Reader):
             self.tally.add(
                 "postgres.lock_wait", evidence, row.get("pid", ""), **data, wait_event=row.get("wait_event", "")
             )
-        elif state == "active" and runtime >= LONG_QUERY_SECONDS:
+        elif state == "active" and runtime >= self.long_query_seconds:
             self.tally.add("postgres.long_query", evidence, row.get("pid", ""), **data)
 
     def findings(self) -> list[Finding]:
