@@ -45,11 +45,20 @@ def plans_for(request: DiagnoseRequest, settings: Settings, catalog: Catalog) ->
     plans = []
     for resolved in resolve(request.target, settings, request.overrides, adhoc=request.adhoc):
         target = resolved
-        if request.url:
-            target = resolved.model_copy(update={"facts": {**resolved.facts, "site_url": request.url}})
+        url = request.url or _service_url(resolved.name, settings)
+        if url and "site_url" not in resolved.facts:
+            target = resolved.model_copy(update={"facts": {**resolved.facts, "site_url": url}})
         chosen: Sequence[type[Runbook]] = catalog.select(request.status, target.roles, request.runbooks)
         plans.append(HostPlan(target=target, runbooks=list(chosen)))
     return plans
+
+
+def _service_url(host: str, settings: Settings) -> str | None:
+    """The URL of the (first) service this host serves, so runbooks can probe the site itself."""
+    for service in settings.services.values():
+        if host in service.hosts and service.url:
+            return service.url
+    return None
 
 
 async def run_diagnose(request: DiagnoseRequest, settings: Settings, progress: Progress | None = None) -> Diagnosis:
