@@ -60,6 +60,7 @@ def explain(
     list_causes: Annotated[
         bool, typer.Option("--list-causes", help="List the cause catalog, the evidence for each and the rules.")
     ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List healthy findings too.")] = False,
 ) -> None:
     registry = load()
     if list_causes:
@@ -70,7 +71,7 @@ def explain(
     if as_json:
         sys.stdout.write(json.dumps(diagnosis.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:
-        render_diagnosis(diagnosis, Console(highlight=False, soft_wrap=True))
+        render_diagnosis(diagnosis, Console(highlight=False, soft_wrap=True), verbose=verbose)
 
 
 @app.command(help="Run the main job on bundled evidence: explain a real 502 captured from nginx and gunicorn.")
@@ -115,6 +116,7 @@ def diagnose(
     runbook: Annotated[
         list[str] | None, typer.Option("--runbook", "-r", metavar="NAME", help="Run only these runbooks.")
     ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List healthy findings too.")] = False,
 ) -> None:
     import asyncio  # noqa: PLC0415 - only diagnose needs the event loop and the SSH stack
 
@@ -137,7 +139,7 @@ def diagnose(
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:
-        render_diagnosis(result, Console(highlight=False, soft_wrap=True))
+        render_diagnosis(result, Console(highlight=False, soft_wrap=True), verbose=verbose)
     if printer.hosts and printer.failed_hosts >= printer.hosts:
         raise typer.Exit(1)
 

@@ -97,3 +97,14 @@ def test_list_causes_names_every_catalog_id_and_the_rules() -> None:
 def test_help_explains_explain_with_an_example() -> None:
     out = cli("explain", "--help")
     assert out.returncode == 0 and "--status" in out.stdout and "incident-bot explain --status 502" in out.stdout
+
+
+def test_healthy_findings_are_counted_not_listed_unless_verbose() -> None:
+    from pathlib import Path
+
+    sample = str(Path(__file__).resolve().parents[1] / "bot" / "samples" / "502-upstream-down.txt")
+    quiet = cli("explain", "--status", "502", sample)
+    loud = cli("explain", "--status", "502", "--verbose", sample)
+    assert "--verbose lists them" in quiet.stdout
+    assert "info " not in quiet.stdout.split("Findings")[1]
+    assert "info " in loud.stdout.split("Findings")[1]

@@ -59,8 +59,12 @@ def status_line(status: int | None) -> str:
     return f"{status} {_REASONS.get(status, '')}".strip()
 
 
-def render_diagnosis(diagnosis: Diagnosis, console: Console) -> None:
-    """Top cause first with its evidence and next steps, then the other candidates and the findings."""
+def render_diagnosis(diagnosis: Diagnosis, console: Console, *, verbose: bool = False) -> None:
+    """Top cause first with its evidence and next steps, then the other candidates and the findings.
+
+    Healthy and informational findings are counted, not listed, unless ``verbose``: at 3 a.m. the
+    problems are what matters.
+    """
     top = diagnosis.top
     head = Text(status_line(diagnosis.status), style="bold")
     if diagnosis.target:
@@ -93,9 +97,14 @@ def render_diagnosis(diagnosis: Diagnosis, console: Console) -> None:
             if not cause.evidence:
                 row.append("  (no evidence seen)", style="dim")
             console.print(row)
+    shown = [
+        f for f in diagnosis.findings if verbose or f.severity in (Severity.CRITICAL, Severity.WARNING)
+    ]
+    hidden = len(diagnosis.findings) - len(shown)
     if diagnosis.findings:
-        console.print(Text(f"Findings ({len(diagnosis.findings)}):", style="bold"))
-        for finding in diagnosis.findings:
+        more = f"; {hidden} healthy or informational not shown, --verbose lists them" if hidden else ""
+        console.print(Text(f"Findings ({len(shown)}{more}):", style="bold"))
+        for finding in shown:
             row = Text("  ")
             row.append(f"{finding.severity.value:<8}", style=_SEVERITY_STYLE[finding.severity])
             where = f"{finding.host}: " if finding.host else ""
