@@ -199,10 +199,11 @@ class SshSession:
         argv = build_argv(command, timeout, sudo=command.sudo)
         if command.sudo and not self._target.allow_sudo:
             return ex.finish(self._target, command, argv, exit_status=None, error="sudo_not_allowed")
-        started = time.monotonic()
         capture = _Capture(ex.max_output)
         error: str | None = None
         async with self._channels:
+            # The duration is the command's own, not the wait for a free channel.
+            started = time.monotonic()
             chan: asyncssh.SSHClientChannel[bytes] | None = None
             try:
                 chan, _ = await self._conn.create_session(

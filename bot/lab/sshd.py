@@ -40,12 +40,16 @@ def sshd_config(paths: LabPaths, port: int, user: str) -> str:
         "AllowTcpForwarding no",
         "PrintMotd no",
         "LogLevel VERBOSE",
+        # The bot logs in to a clean home, like a dedicated service account: the lab user's own shell
+        # start-up files (a developer's ~/.bashrc, which bash sources for ssh commands) stay out of it.
+        f"SetEnv HOME={paths.root / 'home'}",
         "",
     ])
 
 
 def make_keys(paths: LabPaths, user: str) -> None:
-    """Host key, the bot's user key, ``authorized_keys`` (the bot key only)."""
+    """Host key, the bot's user key, ``authorized_keys`` (the bot key only), the session home."""
+    (paths.root / "home").mkdir(mode=0o700, exist_ok=True)
     paths.keys.mkdir(mode=0o700, exist_ok=True)
     for key, comment in ((paths.host_key, "incident-bot-lab-host"), (paths.user_key, f"incident-bot@{user}")):
         if not key.exists():
