@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from pydantic import BaseModel
 
 from bot.core.commands import Command, CommandResult, Target
+from bot.core.incidents import Incident, Job, OutboxMessage, StoredAlert, TimelineEvent
 from bot.core.models import Diagnosis, Finding
 from bot.diagnosis.engine import diagnose
 from bot.errors import RemoteError
@@ -148,3 +150,101 @@ class FakeExecutor:
             yield session
         finally:
             self.open -= 1
+
+
+class MemoryStore:
+    """A Store kept in memory: one lock serialises transactions; a failed transaction changes nothing."""
+
+    def __init__(self) -> None:
+        self.incidents: dict[str, Incident] = {}
+        self.alerts: dict[str, StoredAlert] = {}
+        self.events: list[TimelineEvent] = []
+        self.jobs: list[Job] = []
+        self.messages: list[OutboxMessage] = []
+        self.counter = 0
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_MemoryTransaction]:
+        async with self._lock:
+            tx = _MemoryTransaction(self)
+            yield tx
+            tx.commit()
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        return self.incidents.get(incident_id)
+
+    async def list_incidents(self, *, limit: int = 50) -> list[Incident]:
+        return sorted(self.incidents.values(), key=lambda i: i.opened_at, reverse=True)[:limit]
+
+    async def timeline(self, incident_id: str) -> list[TimelineEvent]:
+        return [e for e in self.events if e.incident_id == incident_id]
+
+    async def pending_messages(self) -> list[OutboxMessage]:
+        return list(self.messages)
+
+    async def pending_jobs(self) -> list[Job]:
+        return list(self.jobs)
+
+
+class _MemoryTransaction:
+    """Writes are buffered and applied at commit, so an exception inside the transaction loses them."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.incidents: dict[str, Incident] = {}
+        self.alerts: dict[str, StoredAlert] = {}
+        self.events: list[TimelineEvent] = []
+        self.jobs: list[Job] = []
+        self.messages: list[OutboxMessage] = []
+        self.counter = store.counter
+
+    def commit(self) -> None:
+        self.store.incidents.update(self.incidents)
+        self.store.alerts.update(self.alerts)
+        self.store.events.extend(self.events)
+        self.store.jobs.extend(self.jobs)
+        self.store.messages.extend(self.messages)
+        self.store.counter = self.counter
+
+    async def lock_group(self, key: str) -> None:
+        return None  # the store's single lock already serialises every transaction
+
+    async def get_alert(self, fingerprint: str) -> StoredAlert | None:
+        return self.alerts.get(fingerprint) or self.store.alerts.get(fingerprint)
+
+    async def save_alert(self, alert: StoredAlert) -> None:
+        self.alerts[alert.fingerprint] = alert
+
+    async def firing_alerts(self, incident_id: str) -> list[StoredAlert]:
+        merged = {**self.store.alerts, **self.alerts}
+        return [a for a in merged.values() if a.incident_id == incident_id and a.state == "firing"]
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        return self.incidents.get(incident_id) or self.store.incidents.get(incident_id)
+
+    async def open_incident(self, key: str) -> Incident | None:
+        merged = {**self.store.incidents, **self.incidents}
+        found = [i for i in merged.values() if i.key == key and i.open]
+        return found[0] if found else None
+
+    async def last_resolved(self, key: str, since: datetime) -> Incident | None:
+        merged = {**self.store.incidents, **self.incidents}
+        found = [i for i in merged.values() if i.key == key and not i.open and i.resolved_at and i.resolved_at >= since]
+        return max(found, key=lambda i: i.resolved_at or since) if found else None
+
+    async def next_incident_number(self) -> int:
+        self.counter += 1
+        return self.counter
+
+    async def save_incident(self, incident: Incident) -> None:
+        self.incidents[incident.id] = incident
+
+    async def add_event(self, event: TimelineEvent) -> None:
+        self.events.append(event)
+
+    async def enqueue_job(self, job: Job) -> None:
+        self.jobs.append(job)
+
+    async def enqueue_message(self, message: OutboxMessage) -> None:
+        self.messages.append(message)

@@ -1,0 +1,107 @@
+"""Incidents and what happens to them: the records the store keeps and the service works on.
+
+An incident groups the alerts of one service and status class for as long as any of them fires
+(``key``). Its life: triggered → acknowledged → resolved; every change is a timeline event. Alerts are
+remembered by fingerprint so repeats and HA duplicates are recognised; diagnosis jobs and chat messages
+are queued in the same transaction as the change that causes them (the outbox), so nothing said about
+an incident is lost or said twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class IncidentState(StrEnum):
+    TRIGGERED = "triggered"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Incident(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    key: str
+    service: str | None
+    routed: bool
+    status: int | None
+    state: IncidentState = IncidentState.TRIGGERED
+    title: str = ""
+    url: str | None = None
+    opened_at: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = None
+    alert_count: int = 0
+
+    @property
+    def open(self) -> bool:
+        return self.state is not IncidentState.RESOLVED
+
+
+EventKind = Literal[
+    "opened",
+    "reopened",
+    "alert_firing",
+    "alert_repeated",
+    "alert_resolved",
+    "acknowledged",
+    "resolved",
+    "diagnosis_queued",
+    "diagnosis_done",
+    "note",
+]
+
+
+class TimelineEvent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    incident_id: str
+    at: datetime
+    kind: EventKind
+    text: str
+    actor: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class StoredAlert(BaseModel):
+    """What the store remembers of an alert: enough to recognise repeats and resolutions."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fingerprint: str
+    source: str
+    state: Literal["firing", "resolved"]
+    incident_id: str | None
+    status: int | None
+    first_seen: datetime
+    last_seen: datetime
+    repeats: int = 0
+
+
+class Job(BaseModel):
+    """A diagnosis to run for an incident; claimed by one worker at a time under a lease."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    incident_id: str
+    kind: Literal["diagnose"] = "diagnose"
+    created_at: datetime
+
+
+class OutboxMessage(BaseModel):
+    """Something to say about an incident, delivered later by the sender of its chat target."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    incident_id: str
+    kind: Literal["opened", "updated", "resolved", "post"]
+    created_at: datetime
+    payload: dict[str, Any] = Field(default_factory=dict)

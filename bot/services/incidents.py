@@ -1,0 +1,191 @@
+"""The incident use case: alerts in, one incident per service and status class, a timeline, and the
+jobs and messages an opening or a resolution causes — all decided inside one store transaction.
+
+Rules (DESIGN §2, serve issue item 3):
+
+- an alert's first ``firing`` joins the group's open incident, or reopens the group's incident
+  resolved within the flapping window, or opens a new one (which queues a diagnosis and an
+  "opened" message);
+- the same firing alert again (repeat notifications, retries, HA peers) changes nothing visible;
+- a ``resolved`` for an alert never seen firing opens nothing;
+- when the last firing alert of an incident resolves, the incident resolves (and says so).
+
+Routing is injected: ``route(alert)`` names the service (or None: unrouted), ``group(alert, service)``
+the incident group key.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from bot.core.incidents import Incident, IncidentState, Job, OutboxMessage, StoredAlert, TimelineEvent
+from bot.core.models import Alert
+from bot.core.store import Store, Transaction
+
+Outcome = Literal["opened", "reopened", "joined", "duplicate", "resolved_alert", "resolved_incident", "ignored"]
+
+
+@dataclass(frozen=True)
+class AlertResult:
+    fingerprint: str
+    outcome: Outcome
+    incident_id: str | None
+
+
+@dataclass
+class IngestReport:
+    results: list[AlertResult] = field(default_factory=list)
+
+    @property
+    def opened(self) -> list[str]:
+        return [r.incident_id for r in self.results if r.outcome == "opened" and r.incident_id]
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class IncidentService:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        route: Callable[[Alert], str | None],
+        group: Callable[[Alert, str | None], str],
+        clock: Callable[[], datetime],
+        flap_window: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self.store = store
+        self.route = route
+        self.group = group
+        self.clock = clock
+        self.flap_window = flap_window
+
+    async def ingest(self, alerts: Sequence[Alert]) -> IngestReport:
+        """Record every alert; each in its own transaction, so one bad group never blocks the others."""
+        report = IngestReport()
+        for alert in alerts:
+            service = self.route(alert)
+            key = self.group(alert, service)
+            async with self.store.transaction() as tx:
+                await tx.lock_group(key)
+                if alert.state == "resolved":
+                    result = await self._resolved(tx, alert)
+                else:
+                    result = await self._firing(tx, alert, service, key)
+            report.results.append(result)
+        return report
+
+    async def _firing(self, tx: Transaction, alert: Alert, service: str | None, key: str) -> AlertResult:
+        now = self.clock()
+        stored = await tx.get_alert(alert.fingerprint)
+        incident = await tx.open_incident(key)
+        if (
+            stored is not None
+            and stored.state == "firing"
+            and incident is not None
+            and stored.incident_id == incident.id
+        ):
+            await tx.save_alert(stored.model_copy(update={"last_seen": now, "repeats": stored.repeats + 1}))
+            return AlertResult(alert.fingerprint, "duplicate", incident.id)
+        outcome: Outcome
+        if incident is not None:
+            outcome = "joined"
+            incident = incident.model_copy(update={"alert_count": incident.alert_count + 1})
+            await tx.add_event(self._event(incident.id, now, "alert_firing", f"alert {self._name(alert)} firing"))
+        else:
+            recent = await tx.last_resolved(key, now - self.flap_window)
+            if recent is not None:
+                outcome = "reopened"
+                incident = recent.model_copy(
+                    update={
+                        "state": IncidentState.TRIGGERED,
+                        "resolved_at": None,
+                        "alert_count": recent.alert_count + 1,
+                    }
+                )
+                await tx.add_event(
+                    self._event(incident.id, now, "reopened", f"reopened: {self._name(alert)} fires again")
+                )
+                await tx.enqueue_message(self._message(incident.id, now, "updated"))
+            else:
+                outcome = "opened"
+                number = await tx.next_incident_number()
+                incident = Incident(
+                    id=str(number),
+                    key=key,
+                    service=service,
+                    routed=service is not None,
+                    status=alert.status,
+                    title=alert.summary or self._name(alert),
+                    url=alert.url,
+                    opened_at=now,
+                    alert_count=1,
+                )
+                routed = f"service {service}" if service else "no service (unrouted: not diagnosed on any host)"
+                await tx.add_event(self._event(incident.id, now, "opened", f"opened by {self._name(alert)}; {routed}"))
+                if service is not None:
+                    await tx.enqueue_job(Job(id=_new_id(), incident_id=incident.id, created_at=now))
+                    await tx.add_event(self._event(incident.id, now, "diagnosis_queued", "diagnosis queued"))
+                await tx.enqueue_message(self._message(incident.id, now, "opened"))
+        await tx.save_incident(incident)
+        first_seen = stored.first_seen if stored is not None else now
+        await tx.save_alert(
+            StoredAlert(
+                fingerprint=alert.fingerprint,
+                source=alert.source,
+                state="firing",
+                incident_id=incident.id,
+                status=alert.status,
+                first_seen=first_seen,
+                last_seen=now,
+            )
+        )
+        return AlertResult(alert.fingerprint, outcome, incident.id)
+
+    async def _resolved(self, tx: Transaction, alert: Alert) -> AlertResult:
+        now = self.clock()
+        stored = await tx.get_alert(alert.fingerprint)
+        if stored is None or stored.state == "resolved" or stored.incident_id is None:
+            return AlertResult(alert.fingerprint, "ignored", stored.incident_id if stored else None)
+        await tx.save_alert(stored.model_copy(update={"state": "resolved", "last_seen": now}))
+        incident_id = stored.incident_id
+        await tx.add_event(self._event(incident_id, now, "alert_resolved", f"alert {self._name(alert)} resolved"))
+        still = [a for a in await tx.firing_alerts(incident_id) if a.fingerprint != alert.fingerprint]
+        if still:
+            return AlertResult(alert.fingerprint, "resolved_alert", incident_id)
+        incident = await tx.get_incident(incident_id)
+        if incident is None or not incident.open:
+            return AlertResult(alert.fingerprint, "resolved_alert", incident_id)
+        await tx.save_incident(incident.model_copy(update={"state": IncidentState.RESOLVED, "resolved_at": now}))
+        lasted = now - incident.opened_at
+        await tx.add_event(
+            self._event(incident_id, now, "resolved", f"resolved: every alert cleared after {_duration(lasted)}")
+        )
+        await tx.enqueue_message(self._message(incident_id, now, "resolved"))
+        return AlertResult(alert.fingerprint, "resolved_incident", incident_id)
+
+    @staticmethod
+    def _name(alert: Alert) -> str:
+        return alert.labels.get("alertname") or alert.fingerprint[:12]
+
+    @staticmethod
+    def _event(incident_id: str, at: datetime, kind: str, text: str) -> TimelineEvent:
+        return TimelineEvent.model_validate({"incident_id": incident_id, "at": at, "kind": kind, "text": text})
+
+    @staticmethod
+    def _message(incident_id: str, at: datetime, kind: str) -> OutboxMessage:
+        return OutboxMessage.model_validate(
+            {"id": _new_id(), "incident_id": incident_id, "kind": kind, "created_at": at}
+        )
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
