@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from bot.core.commands import Command, CommandResult, Target
+from bot.core.probe import ProbeReport
 
 
 class HostSession(Protocol):
@@ -70,3 +71,13 @@ class ProgressEvent:
 
 
 Progress = Callable[[ProgressEvent], None]
+
+
+class Prober(Protocol):
+    """Re-probes a service URL before paging (DESIGN §2): a few attempts, each with its failing layer.
+
+    Never raises for the service's own failure, nor for a URL the address policy refuses: the report
+    says (verdict ``refused``).
+    """
+
+    async def probe(self, url: str) -> ProbeReport: ...
