@@ -10,7 +10,8 @@ text of a library exception.
     BotError
     ├── UsageError                 bad input from a person or a script (CLI exit 2, HTTP 4xx)
     │   ├── InvalidStatus          an HTTP status that is not an error status
-    │   └── EvidenceUnreadable     a file given to ``explain`` cannot be read
+    │   ├── EvidenceUnreadable     a file given to ``explain`` cannot be read
+    │   └── PayloadError           an alert webhook body that cannot be read (HTTP 400 naming the field)
     ├── ConfigError                the configuration file or environment is invalid
     ├── PluginError                a runbook or reader plugin is broken (reported, never fatal to others)
     └── RemoteError                something went wrong on or on the way to a host
@@ -68,6 +69,17 @@ class EvidenceUnreadable(UsageError):
         super().__init__(f"cannot read {path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class PayloadError(UsageError):
+    """An alert webhook body is invalid; ``field`` is the JSON path of the bad value (``alerts[2].status``)."""
+
+    code = "invalid_payload"
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"invalid payload: {field}: {problem}")
+        self.field = field
+        self.problem = problem
 
 
 class ConfigError(BotError):

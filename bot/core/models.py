@@ -105,7 +105,12 @@ class Diagnosis(BaseModel):
 
 
 class Alert(BaseModel):
-    """One alert from a monitoring system, normalised."""
+    """One alert from a monitoring system, normalised.
+
+    ``fingerprint`` identifies the alert within its ``source`` (the source's own key where it has one);
+    ``status`` is the HTTP status the alert reports (100..599) when one could be read; ``group_key`` is the
+    source's own grouping key (Alertmanager and Grafana ``groupKey``) when it sends one.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -120,6 +125,7 @@ class Alert(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     starts_at: datetime | None = None
     ends_at: datetime | None = None
+    group_key: str | None = None
 
 
 def parse_status(value: str | int | None) -> int | None:
