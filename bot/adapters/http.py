@@ -22,10 +22,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from bot.adapters.intake import SOURCES
-from bot.core.incidents import Incident
+from bot.core.incidents import Incident, Intake
 from bot.core.store import Store
 from bot.errors import PayloadError
-from bot.services.incidents import IncidentService
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ def _incident_json(incident: Incident) -> dict[str, Any]:
 
 
 def build_api(
-    service: IncidentService,
+    service: Intake,
     store: Store,
     *,
     webhook_token: str | None = None,

@@ -9,11 +9,15 @@ an incident is lost or said twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from bot.core.models import Alert
 
 
 class IncidentState(StrEnum):
@@ -105,3 +109,28 @@ class OutboxMessage(BaseModel):
     kind: Literal["opened", "updated", "resolved", "post"]
     created_at: datetime
     payload: dict[str, Any] = Field(default_factory=dict)
+
+
+Outcome = Literal["opened", "reopened", "joined", "duplicate", "resolved_alert", "resolved_incident", "ignored"]
+
+
+@dataclass(frozen=True)
+class AlertResult:
+    fingerprint: str
+    outcome: Outcome
+    incident_id: str | None
+
+
+@dataclass
+class IngestReport:
+    results: list[AlertResult] = field(default_factory=list)
+
+    @property
+    def opened(self) -> list[str]:
+        return [r.incident_id for r in self.results if r.outcome == "opened" and r.incident_id]
+
+
+class Intake(Protocol):
+    """Where the HTTP adapter hands decoded alerts: answers only after they are committed."""
+
+    async def ingest(self, alerts: Sequence[Alert]) -> IngestReport: ...

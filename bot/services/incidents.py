@@ -18,31 +18,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
 
-from bot.core.incidents import Incident, IncidentState, Job, OutboxMessage, StoredAlert, TimelineEvent
+from bot.core.incidents import (
+    AlertResult,
+    Incident,
+    IncidentState,
+    IngestReport,
+    Job,
+    OutboxMessage,
+    Outcome,
+    StoredAlert,
+    TimelineEvent,
+)
 from bot.core.models import Alert
 from bot.core.store import Store, Transaction
-
-Outcome = Literal["opened", "reopened", "joined", "duplicate", "resolved_alert", "resolved_incident", "ignored"]
-
-
-@dataclass(frozen=True)
-class AlertResult:
-    fingerprint: str
-    outcome: Outcome
-    incident_id: str | None
-
-
-@dataclass
-class IngestReport:
-    results: list[AlertResult] = field(default_factory=list)
-
-    @property
-    def opened(self) -> list[str]:
-        return [r.incident_id for r in self.results if r.outcome == "opened" and r.incident_id]
 
 
 def _new_id() -> str:
