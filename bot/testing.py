@@ -10,13 +10,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
 
 from pydantic import BaseModel
 
 from bot.core.commands import Command, CommandResult, Target
 from bot.core.incidents import Incident, Job, OutboxMessage, StoredAlert, TimelineEvent
 from bot.core.models import Diagnosis, Finding
+from bot.core.ports import AuditEntry
+from bot.core.store import MESSAGE_LEASE, ClaimedJob, ClaimedMessage
 from bot.diagnosis.engine import diagnose
 from bot.errors import RemoteError
 from bot.evidence.reader import Reader
@@ -152,8 +156,28 @@ class FakeExecutor:
             self.open -= 1
 
 
+@dataclass
+class _JobState:
+    state: Literal["queued", "running", "done", "failed"] = "queued"
+    attempts: int = 0
+    worker: str | None = None
+    lease_until: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass
+class _MessageState:
+    next_attempt_at: datetime
+    attempts: int = 0
+    delivered_at: datetime | None = None
+
+
 class MemoryStore:
-    """A Store kept in memory: one lock serialises transactions; a failed transaction changes nothing."""
+    """A Store kept in memory: one lock serialises transactions; a failed transaction changes nothing.
+
+    ``jobs`` and ``messages`` keep everything ever queued, in order; ``job_states`` and
+    ``message_states`` (by id) say where each one is. The SQL store (``bot.adapters.db``) behaves the same.
+    """
 
     def __init__(self) -> None:
         self.incidents: dict[str, Incident] = {}
@@ -161,6 +185,9 @@ class MemoryStore:
         self.events: list[TimelineEvent] = []
         self.jobs: list[Job] = []
         self.messages: list[OutboxMessage] = []
+        self.job_states: dict[str, _JobState] = {}
+        self.message_states: dict[str, _MessageState] = {}
+        self.audit: list[AuditEntry] = []
         self.counter = 0
         self._lock = asyncio.Lock()
 
@@ -181,10 +208,70 @@ class MemoryStore:
         return [e for e in self.events if e.incident_id == incident_id]
 
     async def pending_messages(self) -> list[OutboxMessage]:
-        return list(self.messages)
+        return [m for m in self.messages if self.message_states[m.id].delivered_at is None]
 
     async def pending_jobs(self) -> list[Job]:
-        return list(self.jobs)
+        return [j for j in self.jobs if self.job_states[j.id].state in ("queued", "running")]
+
+    async def claim_job(self, worker: str, lease: timedelta, now: datetime) -> ClaimedJob | None:
+        async with self._lock:
+            free = [
+                (job.created_at, n, job)
+                for n, job in enumerate(self.jobs)
+                if (st := self.job_states[job.id]).state == "queued"
+                or (st.state == "running" and st.lease_until is not None and st.lease_until <= now)
+            ]
+            if not free:
+                return None
+            job = min(free, key=lambda c: (c[0], c[1]))[2]
+            st = self.job_states[job.id]
+            st.state, st.attempts, st.worker, st.lease_until = "running", st.attempts + 1, worker, now + lease
+            return ClaimedJob(**job.model_dump(), attempts=st.attempts, worker=worker, lease_until=now + lease)
+
+    async def finish_job(self, job_id: str, ok: bool, now: datetime, *, worker: str | None = None) -> bool:
+        async with self._lock:
+            st = self.job_states.get(job_id)
+            if st is None or st.state != "running" or (worker is not None and st.worker != worker):
+                return False
+            st.state, st.finished_at, st.lease_until = ("done" if ok else "failed"), now, None
+            return True
+
+    async def claim_messages(
+        self, limit: int, now: datetime, *, lease: timedelta = MESSAGE_LEASE
+    ) -> list[ClaimedMessage]:
+        async with self._lock:
+            held: set[str] = set()
+            claimed: list[ClaimedMessage] = []
+            for message in self.messages:
+                st = self.message_states[message.id]
+                if st.delivered_at is not None or message.incident_id in held:
+                    continue
+                if st.next_attempt_at > now:
+                    held.add(message.incident_id)  # later messages of this incident wait for it
+                    continue
+                if len(claimed) >= limit:
+                    break
+                st.attempts, st.next_attempt_at = st.attempts + 1, now + lease
+                claimed.append(ClaimedMessage(**message.model_dump(), attempts=st.attempts))
+            return claimed
+
+    async def mark_delivered(self, message_id: str, now: datetime) -> None:
+        async with self._lock:
+            st = self.message_states.get(message_id)
+            if st is not None and st.delivered_at is None:
+                st.delivered_at = now
+
+    async def retry_message(self, message_id: str, at: datetime) -> None:
+        async with self._lock:
+            st = self.message_states.get(message_id)
+            if st is not None and st.delivered_at is None:
+                st.next_attempt_at = at
+
+    async def record_audit(self, entry: AuditEntry) -> None:
+        self.audit.append(entry)
+
+    async def audit_log(self, *, limit: int = 100) -> list[AuditEntry]:
+        return list(reversed(self.audit))[:limit]
 
 
 class _MemoryTransaction:
@@ -205,6 +292,10 @@ class _MemoryTransaction:
         self.store.events.extend(self.events)
         self.store.jobs.extend(self.jobs)
         self.store.messages.extend(self.messages)
+        for job in self.jobs:
+            self.store.job_states[job.id] = _JobState()
+        for message in self.messages:
+            self.store.message_states[message.id] = _MessageState(next_attempt_at=message.created_at)
         self.store.counter = self.counter
 
     async def lock_group(self, key: str) -> None:

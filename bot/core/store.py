@@ -4,16 +4,40 @@ All changes happen inside :meth:`Store.transaction`; an implementation makes eac
 and serialises transactions that lock the same group key (:meth:`Transaction.lock_group`), so two
 deliveries of the same alert (retries, HA peers, several replicas) can never open two incidents. The
 SQL adapter does it with a row lock per group; :class:`bot.testing.MemoryStore` with one asyncio lock.
+
+Work queues live beside it. Diagnosis jobs are claimed under a lease: the oldest queued job, or a running
+one whose lease ran out (its worker crashed), so a job is picked up again after a restart and two
+workers never hold the same job at once. Outbox messages are claimed in insertion order per incident:
+a message waits while an earlier message of its incident is not yet due (leased to a sender or set to
+retry later), so replies about one incident are never delivered out of order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot.core.incidents import Incident, Job, OutboxMessage, StoredAlert, TimelineEvent
+from bot.core.ports import AuditEntry
+
+#: How long a sender may hold claimed outbox messages before they are offered again.
+MESSAGE_LEASE = timedelta(minutes=1)
+
+
+class ClaimedJob(Job):
+    """A job as a worker holds it: which attempt this is and until when the lease runs."""
+
+    attempts: int
+    worker: str
+    lease_until: datetime
+
+
+class ClaimedMessage(OutboxMessage):
+    """An outbox message as a sender holds it: which delivery attempt this is."""
+
+    attempts: int
 
 
 class Transaction(Protocol):
@@ -57,6 +81,38 @@ class Store(Protocol):
 
     async def timeline(self, incident_id: str) -> Sequence[TimelineEvent]: ...
 
-    async def pending_messages(self) -> Sequence[OutboxMessage]: ...
+    async def pending_messages(self) -> Sequence[OutboxMessage]:
+        """Messages not delivered yet, in the order they were queued."""
+        ...
 
-    async def pending_jobs(self) -> Sequence[Job]: ...
+    async def pending_jobs(self) -> Sequence[Job]:
+        """Jobs not finished yet (queued or running), in the order they were queued."""
+        ...
+
+    async def claim_job(self, worker: str, lease: timedelta, now: datetime) -> ClaimedJob | None:
+        """Take the oldest queued job, or a running one whose lease expired, for ``worker`` until ``now + lease``."""
+        ...
+
+    async def finish_job(self, job_id: str, ok: bool, now: datetime, *, worker: str | None = None) -> bool:
+        """Mark a running job done (``ok``) or failed. False, and nothing changes, when the job is not
+        running or (``worker`` given) its lease now belongs to another worker."""
+        ...
+
+    async def claim_messages(
+        self, limit: int, now: datetime, *, lease: timedelta = MESSAGE_LEASE
+    ) -> Sequence[ClaimedMessage]:
+        """Up to ``limit`` undelivered messages that are due, in insertion order, each leased until
+        ``now + lease``; a message is held back while an earlier one of its incident is not due."""
+        ...
+
+    async def mark_delivered(self, message_id: str, now: datetime) -> None: ...
+
+    async def retry_message(self, message_id: str, at: datetime) -> None:
+        """Offer an undelivered message again at ``at`` (and hold back its incident's later messages)."""
+        ...
+
+    async def record_audit(self, entry: AuditEntry) -> None: ...
+
+    async def audit_log(self, *, limit: int = 100) -> Sequence[AuditEntry]:
+        """The most recent audit entries, newest first."""
+        ...

@@ -1,0 +1,72 @@
+"""Engines for the store: SQLite through aiosqlite, PostgreSQL through asyncpg.
+
+SQLite gets WAL, a busy timeout and foreign keys on every connection, and takes transaction control
+away from the ``sqlite3`` module (which would not BEGIN before a SELECT): SQLAlchemy's ``begin``
+emits ``BEGIN``, or ``BEGIN IMMEDIATE`` on connections with the ``sqlite_begin="IMMEDIATE"``
+execution option, which every write transaction of the store uses so that writers serialise on the
+database lock instead of failing half-way with "database is locked".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bot.errors import ConfigError
+
+#: Execution option naming how SQLite transactions begin (``DEFERRED`` unless set).
+SQLITE_BEGIN = "sqlite_begin"
+
+DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+def database_url(url: str | URL) -> URL:
+    """``url`` with the async driver we use named (``sqlite:///x.db`` → ``sqlite+aiosqlite:///x.db``)."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError, ValueError… for malformed URLs
+        raise ConfigError("database_url", "not a database URL") from exc
+    backend = parsed.get_backend_name()
+    if backend not in DRIVERS:
+        raise ConfigError("database_url", f"unsupported database {backend!r}: use sqlite or postgresql")
+    if parsed.drivername != DRIVERS[backend]:
+        parsed = parsed.set(drivername=DRIVERS[backend])
+    return parsed
+
+
+def create_engine(url: str | URL, *, busy_timeout: float = 15.0, **kwargs: Any) -> AsyncEngine:
+    """An async engine for the store; ``busy_timeout`` (seconds) is how long SQLite waits for its lock."""
+    parsed = database_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_async_engine(parsed, **kwargs)
+        _setup_sqlite(engine, int(busy_timeout * 1000))
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(parsed, **kwargs)
+
+
+def _setup_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    memory = engine.url.database in (None, "", ":memory:")
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we say BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        try:
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+        if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
+            raise ValueError(f"{SQLITE_BEGIN} must be DEFERRED, IMMEDIATE or EXCLUSIVE, not {mode!r}")
+        connection.exec_driver_sql(f"BEGIN {mode}")

@@ -1,0 +1,1 @@
+"""Alembic environment and versions of the store's schema."""

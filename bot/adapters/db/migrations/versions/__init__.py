@@ -1,0 +1,1 @@
+"""Schema versions, oldest first (``0001_initial``…)."""

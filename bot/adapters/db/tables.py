@@ -1,0 +1,196 @@
+"""The store's tables (SQLAlchemy Core), the same on SQLite and PostgreSQL.
+
+Datetimes are UTC on both sides of the border: :class:`UTCDateTime` refuses naive values, stores UTC
+(naive on SQLite, which keeps no zone; ``timestamptz`` on PostgreSQL) and hands back aware UTC.
+Rows that the service writes before their incident exists in the same transaction (the "opened"
+event, the first job) point at ``incidents.id`` through foreign keys checked at commit
+(``DEFERRABLE INITIALLY DEFERRED``). Migrations in ``migrations/versions`` must create exactly
+this; ``tests/adapters/db`` compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given to the store: use an aware (UTC) one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+#: Autoincrementing keys: SQLite only autoincrements ``INTEGER PRIMARY KEY``.
+Serial = BigInteger().with_variant(Integer(), "sqlite")
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _incident_fk() -> ForeignKey:
+    return ForeignKey("incidents.id", deferrable=True, initially="DEFERRED")
+
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("seq", Serial, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("key", String(512), nullable=False),
+    Column("service", String(255)),
+    Column("routed", Boolean, nullable=False),
+    Column("status", Integer),
+    Column("state", String(16), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("url", Text),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("acknowledged_at", UTCDateTime),
+    Column("acknowledged_by", String(255)),
+    Column("resolved_at", UTCDateTime),
+    Column("alert_count", Integer, nullable=False),
+    CheckConstraint("state IN ('triggered', 'acknowledged', 'resolved')", name="state"),
+    Index("ix_incidents_key", "key"),
+    Index("ix_incidents_opened_at", "opened_at"),
+    # The last line of defence against two open incidents for one group (the group lock is the first).
+    Index(
+        "uq_incidents_open_key",
+        "key",
+        unique=True,
+        postgresql_where=text("state <> 'resolved'"),
+        sqlite_where=text("state <> 'resolved'"),
+    ),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("fingerprint", String(255), primary_key=True),
+    Column("source", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("incident_id", String(64), _incident_fk()),
+    Column("status", Integer),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("repeats", Integer, nullable=False),
+    Index("ix_alerts_incident_id", "incident_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("incident_id", String(64), _incident_fk(), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("actor", String(255)),
+    Column("data", Json, nullable=False),
+    Index("ix_events_incident_id", "incident_id"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("seq", Serial, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("incident_id", String(64), _incident_fk(), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_owner", String(255)),
+    Column("lease_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    CheckConstraint("state IN ('queued', 'running', 'done', 'failed')", name="state"),
+    Index("ix_jobs_state_created_at", "state", "created_at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", Serial, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("incident_id", String(64), _incident_fk(), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Index(
+        "ix_outbox_pending",
+        "incident_id",
+        "seq",
+        postgresql_where=text("delivered_at IS NULL"),
+        sqlite_where=text("delivered_at IS NULL"),
+    ),
+)
+
+#: One row per incident group, only ever locked (``SELECT … FOR UPDATE``) to serialise its alerts.
+groups = Table("groups", metadata, Column("key", String(512), primary_key=True))
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("trigger", String(255), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("argv", Json, nullable=False),
+    Column("exit_status", Integer),
+    Column("duration", Float, nullable=False),
+    Column("output_sha256", String(64), nullable=False),
+    Column("error", Text),
+    Index("ix_audit_at", "at"),
+)
