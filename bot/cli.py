@@ -17,7 +17,7 @@ from rich.console import Console
 from bot.adapters.console import render_catalog, render_diagnosis
 from bot.core.models import parse_status
 from bot.diagnosis.rules import RULES
-from bot.errors import BotError
+from bot.errors import BotError, UsageError
 from bot.evidence.registry import load
 from bot.services.explain import explain_files
 
@@ -25,6 +25,13 @@ if TYPE_CHECKING:
     from bot.lab import Lab
 
 SAMPLES = Path(__file__).parent / "samples"
+
+
+class UsageErrorNoIncident(UsageError):
+    code = "no_such_incident"
+
+    def __init__(self, incident_id: str) -> None:
+        super().__init__(f"no incident {incident_id!r} in the store")
 
 app = typer.Typer(
     name="incident-bot",
@@ -142,6 +149,111 @@ def diagnose(
         render_diagnosis(result, Console(highlight=False, soft_wrap=True), verbose=verbose)
     if printer.hosts and printer.failed_hosts >= printer.hosts:
         raise typer.Exit(1)
+
+
+@app.command(help="Run the HTTP server: alert webhooks in, incidents stored and readable (see the README).")
+def serve(
+    config: Annotated[str | None, typer.Option("--config", metavar="FILE", help="Configuration file.")] = None,
+) -> None:
+    import asyncio  # noqa: PLC0415 - only serve needs the server stack
+
+    from bot.config import load_settings  # noqa: PLC0415
+    from bot.serve import serve as run_server  # noqa: PLC0415
+
+    settings = load_settings(config)
+    asyncio.run(run_server(settings))
+
+
+db_app = typer.Typer(help="The incident database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade", help="Apply the database migrations (SQLite or PostgreSQL from the configuration).")
+def db_upgrade(
+    config: Annotated[str | None, typer.Option("--config", metavar="FILE", help="Configuration file.")] = None,
+) -> None:
+    from bot.adapters.db import upgrade_blocking  # noqa: PLC0415
+    from bot.config import load_settings  # noqa: PLC0415
+
+    settings = load_settings(config)
+    upgrade_blocking(settings.database_url)
+    sys.stdout.write("database is up to date\n")
+
+
+incidents_app = typer.Typer(help="Read the incidents in the store.", no_args_is_help=True)
+app.add_typer(incidents_app, name="incidents")
+
+
+def _store_call(config: str | None, what: str, incident_id: str | None = None) -> object:
+    import asyncio  # noqa: PLC0415
+
+    from bot.adapters.db import SqlStore, create_engine, upgrade  # noqa: PLC0415
+    from bot.config import load_settings  # noqa: PLC0415
+
+    settings = load_settings(config)
+
+    async def run() -> object:
+        engine = create_engine(settings.database_url)
+        try:
+            if engine.dialect.name == "sqlite":
+                await upgrade(engine)
+            store = SqlStore(engine)
+            if what == "list":
+                return await store.list_incidents(limit=50)
+            assert incident_id is not None
+            found = await store.get_incident(incident_id)
+            return (found, await store.timeline(incident_id)) if found else None
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@incidents_app.command("list", help="The latest incidents, newest first.")
+def incidents_list(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: Annotated[str | None, typer.Option("--config", metavar="FILE")] = None,
+) -> None:
+    found = _store_call(config, "list")
+    assert isinstance(found, list)
+    if as_json:
+        sys.stdout.write(json.dumps({"incidents": [i.model_dump(mode="json") for i in found]}, indent=2) + "\n")
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    if not found:
+        console.print("no incidents", markup=False)
+    for incident in found:
+        status = incident.status or "-"
+        console.print(
+            f"#{incident.id:<6} {incident.state.value:<12} {status!s:<4} {incident.service or '(unrouted)':<16} "
+            f"{incident.opened_at:%Y-%m-%d %H:%M}Z  {incident.title}",
+            markup=False,
+        )
+
+
+@incidents_app.command("show", help="One incident with its timeline.")
+def incidents_show(
+    incident_id: Annotated[str, typer.Argument(metavar="ID")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: Annotated[str | None, typer.Option("--config", metavar="FILE")] = None,
+) -> None:
+    found = _store_call(config, "show", incident_id)
+    if found is None:
+        raise UsageErrorNoIncident(incident_id)
+    assert isinstance(found, tuple)
+    incident, timeline = found
+    if as_json:
+        body = {**incident.model_dump(mode="json"), "timeline": [e.model_dump(mode="json") for e in timeline]}
+        sys.stdout.write(json.dumps(body, indent=2) + "\n")
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(f"Incident #{incident.id}: {incident.title}", markup=False, style="bold")
+    console.print(
+        f"state {incident.state.value}, status {incident.status or '-'}, service {incident.service or '(unrouted)'}",
+        markup=False,
+    )
+    for event in timeline:
+        console.print(f"  {event.at:%Y-%m-%d %H:%M:%S}Z  {event.kind:<16} {event.text}", markup=False)
 
 
 runbooks_app = typer.Typer(help="The runbooks this installation has.", no_args_is_help=True)

@@ -1,0 +1,115 @@
+"""`incident-bot serve` as a user runs it: a real server process on SQLite, a real Alertmanager payload
+posted to it, the incident read back over the API and with `incidents list|show`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+CAPTURED = Path(__file__).parent / "fixtures" / "alerts" / "alertmanager"
+PAYLOAD = (CAPTURED / "01-firing-group-of-two.json").read_bytes()
+PARTLY = (CAPTURED / "04-one-resolved-one-firing.json").read_bytes()
+RESOLVED = (CAPTURED / "08-all-resolved.json").read_bytes()
+TOKENS = {"INCIDENT_BOT_WEBHOOK_TOKEN": "hook-token-123", "INCIDENT_BOT_API_TOKEN": "api-token-456"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bot(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    port = free_port()
+    config = tmp_path / "incident-bot.yaml"
+    config.write_text(
+        f"database_url: sqlite+aiosqlite:///{tmp_path / 'bot.db'}\nlisten: 127.0.0.1:{port}\n"
+        "hosts: {web-1: {address: 127.0.0.1}}\n"
+        "services: {lab: {match: {labels: {service: lab}}, hosts: [web-1]}}\n"
+    )
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve", "--config", str(config)],
+        env={**os.environ, **TOKENS},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "serve did not become healthy"
+            time.sleep(0.2)
+        yield base, config
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_an_alert_becomes_an_incident_readable_over_the_api_and_the_cli(server: tuple[str, Path]) -> None:
+    base, config = server
+    hook = {"Authorization": f"Bearer {TOKENS['INCIDENT_BOT_WEBHOOK_TOKEN']}"}
+    api = {"Authorization": f"Bearer {TOKENS['INCIDENT_BOT_API_TOKEN']}"}
+    for _ in range(3):  # Alertmanager's retries and repeats
+        response = httpx.post(f"{base}/alerts/alertmanager", content=PAYLOAD, headers=hook, timeout=10)
+        assert response.status_code == 202, response.text
+    assert httpx.post(f"{base}/alerts/alertmanager", content=PAYLOAD, timeout=10).status_code == 401
+    listed = httpx.get(f"{base}/api/incidents", headers=api, timeout=10).json()["incidents"]
+    assert len(listed) == 1
+    incident = listed[0]
+    assert incident["state"] == "triggered" and incident["alert_count"] == 2
+
+    cli_list = bot("incidents", "list", "--json", "--config", str(config))
+    assert cli_list.returncode == 0, cli_list.stderr
+    assert [i["id"] for i in json.loads(cli_list.stdout)["incidents"]] == [incident["id"]]
+    shown = bot("incidents", "show", incident["id"], "--config", str(config))
+    assert shown.returncode == 0 and "opened" in shown.stdout
+    missing = bot("incidents", "show", "999", "--config", str(config))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+
+    for payload in (PARTLY, RESOLVED):  # the group clears one alert at a time, as Alertmanager sent it
+        assert httpx.post(f"{base}/alerts/alertmanager", content=payload, headers=hook, timeout=10).status_code == 202
+    final = httpx.get(f"{base}/api/incidents/{incident['id']}", headers=api, timeout=10).json()
+    assert final["state"] == "resolved"
+    assert [e["kind"] for e in final["timeline"]][-1] == "resolved"
+
+
+def test_a_public_listener_without_tokens_is_refused_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"listen: 0.0.0.0:{free_port()}\ndatabase_url: sqlite+aiosqlite:///{tmp_path / 'x.db'}\n")
+    env = {k: "" for k in TOKENS}
+    done = bot("serve", "--config", str(config), env=env)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "INCIDENT_BOT_WEBHOOK_TOKEN" in done.stderr
