@@ -31,6 +31,7 @@ from bot.evidence.readers.redis import RedisLog
 from bot.evidence.readers.traceback import AppTraceback
 from bot.evidence.readers.uwsgi import UwsgiLog
 from bot.runbook.api import Command, CommandResult, Finding, Reader, Runbook, Severity, Steps
+from runbooks._facts import invalid_fact, valid_path
 
 MAX_LOGS = 4
 _MONTHS = {
@@ -61,10 +62,6 @@ class AppLogParams(BaseModel):
     lines: int = Field(default=2000, ge=10, le=50000)
     #: The incident's time window: lines older than this are left out.
     since_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60)
-
-
-def valid_path(value: str) -> bool:
-    return value.startswith("/") and not any(c in value for c in "\x00\n\r") and len(value) <= 4096
 
 
 def host_now(text: str) -> datetime | None:
@@ -177,15 +174,7 @@ class AppLog(Runbook):
             if valid_path(path):
                 logs.append(path)
             else:
-                findings.append(
-                    Finding(
-                        kind="runbook.bad_fact",
-                        severity=Severity.WARNING,
-                        summary=f"fact app_log has an invalid path {path[:60]!r}; it was not read",
-                        data={"fact": "app_log"},
-                        runbook=self.name,
-                    )
-                )
+                findings.append(invalid_fact(self.name, "app_log", path, what="path", unused="read"))
         if not logs:
             findings.append(
                 Finding(

@@ -13,11 +13,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from bot.evidence.readers.disk import DfReader
-from bot.runbook.api import Command, CommandResult, Finding, Reader, Runbook, Severity, Steps
-
-
-def valid_path(value: str) -> bool:
-    return value.startswith("/") and not any(c in value for c in "\x00\n\r") and len(value) <= 4096
+from bot.runbook.api import Command, CommandResult, Finding, Reader, Runbook, Steps
+from runbooks._facts import invalid_fact, valid_path
 
 
 class Disk(Runbook):
@@ -33,15 +30,7 @@ class Disk(Runbook):
             commands.append(Command.of("df", "-P", "--", data_dir, timeout=15))
             commands.append(Command.of("df", "-iP", "--", data_dir, timeout=15))
         elif data_dir:
-            findings.append(
-                Finding(
-                    kind="runbook.bad_fact",
-                    severity=Severity.WARNING,
-                    summary=f"fact data_dir has an invalid value {data_dir[:60]!r}; it was not used",
-                    data={"fact": "data_dir"},
-                    runbook=self.name,
-                )
-            )
+            findings.append(invalid_fact(self.name, "data_dir", data_dir))
         replies = yield tuple(commands)
         assert isinstance(replies, tuple)
         # df exits 1 when one filesystem cannot be read (a stale NFS mount) but prints the others.

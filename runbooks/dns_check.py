@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from bot.evidence.readers.dns import DnsLookup
 from bot.runbook.api import Command, CommandResult, Finding, Runbook, Severity, Steps
+from runbooks._facts import ignored
 from runbooks.upstream_probe import parse_upstream, valid_host
 
 MAX_NAMES = 8
@@ -73,15 +74,7 @@ class DnsCheck(Runbook):
 
     def steps(self) -> Steps:
         names, bad = self.names()
-        findings = [
-            Finding(
-                kind="runbook.bad_fact",
-                severity=Severity.WARNING,
-                summary=f"dns: {text!r} ignored: not a valid host name",
-                runbook=self.name,
-            )
-            for text in bad
-        ]
+        findings = ignored(self.name, bad, "not a valid host name")
         if not names:
             findings.append(
                 Finding(

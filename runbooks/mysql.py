@@ -16,12 +16,12 @@ No sudo. Read-only.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 
 from bot.evidence.readers.mysql import MysqladminPing, MysqlLog
 from bot.evidence.readers.mysql_status import MysqlStatus
-from bot.runbook.api import Command, CommandResult, Finding, Reply, Runbook, Severity, Step, Steps
+from bot.runbook.api import Command, CommandResult, Reply, Runbook, Step, Steps
+from runbooks._datastore import one, server_facts, session_findings
 
 STATUS_SQL = (
     "SHOW GLOBAL STATUS WHERE Variable_name IN "
@@ -31,8 +31,6 @@ STATUS_SQL = (
 #: Each program under its classic name, then its MariaDB 11 name.
 PROGRAMS = {"admin": ("mysqladmin", "mariadb-admin"), "client": ("mysql", "mariadb")}
 
-_HOST = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*|[0-9A-Fa-f:.]+|/[A-Za-z0-9_./-]*)$")
-_PORT = re.compile(r"^[0-9]{1,5}$")
 #: What the client's refusal may say about the server (a refused login is about the bot, not it).
 _SERVER_STATE = {
     "mysql.too_many_connections",
@@ -44,32 +42,6 @@ _SERVER_STATE = {
 }
 
 
-def _check_facts(facts: Mapping[str, str]) -> tuple[dict[str, str], list[Finding]]:
-    good: dict[str, str] = {}
-    bad: list[Finding] = []
-    for name, rule in (("mysql_host", _HOST), ("mysql_port", _PORT)):
-        value = facts.get(name) or ""
-        if not value:
-            continue
-        if rule.match(value) and (name != "mysql_port" or 1 <= int(value) <= 65535):
-            good[name] = value
-        else:
-            bad.append(
-                Finding(
-                    kind="runbook.bad_fact",
-                    severity=Severity.WARNING,
-                    summary=f"fact {name}={value[:80]!r} is not valid here; not used",
-                    data={"fact": name},
-                )
-            )
-    return good, bad
-
-
-def _one(reply: Reply) -> CommandResult:
-    assert isinstance(reply, CommandResult), "one command was yielded"
-    return reply
-
-
 class Mysql(Runbook):
     name = "mysql"
     title = "MySQL/MariaDB: mysqladmin ping, Threads_connected vs max_connections"
@@ -78,14 +50,13 @@ class Mysql(Runbook):
     readers = (MysqladminPing, MysqlStatus, MysqlLog)
 
     def steps(self) -> Steps:
-        facts, findings = _check_facts(self.facts)
-        if not facts:
+        server, findings = server_facts(self.facts, "mysql", "3306")
+        if server is None:
             return findings
-        host = facts.get("mysql_host", "127.0.0.1")
         where = (
-            (f"--socket={host}",)
-            if host.startswith("/")
-            else (f"--host={host}", f"--port={facts.get('mysql_port', '3306')}", "--protocol=tcp")
+            (f"--socket={server.host}",)
+            if server.socket
+            else (f"--host={server.host}", f"--port={server.port}", "--protocol=tcp")
         )
         ping = yield from self._run("admin", "--connect-timeout=3", *where, "ping")
         if ping.error is not None or ping.exit_status == 127:
@@ -95,18 +66,13 @@ class Mysql(Runbook):
         if not any(f.kind == "mysql.alive" for f in found):
             return findings
         status = yield from self._run("client", "--connect-timeout=3", *where, "--table", "-e", STATUS_SQL)
-        if status.error is not None or status.exit_status == 127:
-            return [*findings, self.failed(status)]
-        if status.exit_status == 0:
-            return findings + self.read(status, MysqlStatus)
-        refusal = [f for f in self.read(status, MysqlLog) if f.kind in _SERVER_STATE]
-        return findings + (refusal or [self.failed(status)])
+        return findings + session_findings(self, status, MysqlStatus, MysqlLog, _SERVER_STATE)
 
     def _run(self, program: str, *args: str) -> Generator[Step, Reply, CommandResult]:
         """Run under the first of the program's names that exists; a generator returning its result."""
         result: CommandResult | None = None
         for name in PROGRAMS[program]:
-            result = _one((yield Command.of(name, *args, timeout=10)))
+            result = one((yield Command.of(name, *args, timeout=10)))
             if result.exit_status != 127:
                 break
         assert result is not None

@@ -26,13 +26,14 @@ which needs the host's ``allow_sudo``), then, if sudo is not allowed, as the SSH
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.evidence.readers.postgres import PgIsReady, PgStatActivity, PostgresLog
-from bot.runbook.api import Command, CommandResult, Finding, Reply, Runbook, Severity, Steps
+from bot.runbook.api import Command, CommandResult, Finding, Reply, Runbook, Steps
+from runbooks._datastore import Server, one, server_facts, session_findings
+from runbooks._facts import check_facts
 
 #: Connections against the limit (the ``postgres.activity`` reader's count query, verbatim).
 COUNT_SQL = (
@@ -50,8 +51,6 @@ ACTIVITY_SQL = (
 TAIL_SCRIPT = 'date "+%s %Z %z" && exec tail -n "$2" -- "$1"'
 DEFAULT_ROLE = "postgres"
 
-_HOST = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*|[0-9A-Fa-f:.]+|/[A-Za-z0-9_./-]*)$")
-_PORT = re.compile(r"^[0-9]{1,5}$")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.$-]{0,62}$")
 _PATH = re.compile(r"^/[^\x00-\x1f\x7f]*$")
 #: What psql's refusal may say about the server (anything else, a failed login, is about the bot).
@@ -80,28 +79,6 @@ class PostgresParams(BaseModel):
     #: How much of the server log to read, and how far back (against the host's clock).
     log_lines: int = Field(default=300, ge=1, le=5000)
     window_minutes: int = Field(default=60, ge=1, le=10080)
-
-
-def check_facts(facts: Mapping[str, str], rules: Mapping[str, re.Pattern[str]]) -> tuple[dict[str, str], list[Finding]]:
-    """The facts that match their rule, and a finding for each one that does not (it is then unused)."""
-    good: dict[str, str] = {}
-    bad: list[Finding] = []
-    for name, rule in rules.items():
-        value = facts.get(name)
-        if value is None or value == "":
-            continue
-        if rule.match(value) and not (name.endswith("_port") and not 1 <= int(value) <= 65535):
-            good[name] = value
-        else:
-            bad.append(
-                Finding(
-                    kind="runbook.bad_fact",
-                    severity=Severity.WARNING,
-                    summary=f"fact {name}={value[:80]!r} is not valid here; not used",
-                    data={"fact": name},
-                )
-            )
-    return good, bad
 
 
 _STAMP = re.compile(
@@ -178,11 +155,6 @@ def _activity_reader(seconds: float) -> type[PgStatActivity]:
     return Activity
 
 
-def _one(reply: Reply) -> CommandResult:
-    assert isinstance(reply, CommandResult), "one command was yielded"
-    return reply
-
-
 def _all(reply: Reply) -> tuple[CommandResult, ...]:
     return reply if isinstance(reply, tuple) else (reply,)
 
@@ -201,18 +173,14 @@ class Postgres(Runbook):
     readers = (PgIsReady, PgStatActivity, PostgresLog)
 
     def steps(self) -> Steps:
-        facts, findings = check_facts(
-            self.facts,
-            {"pg_host": _HOST, "pg_port": _PORT, "pg_user": _NAME, "pg_database": _NAME, "postgresql_log": _PATH},
-        )
-        server = "pg_host" in facts or "pg_port" in facts
-        host, port = facts.get("pg_host", "127.0.0.1"), facts.get("pg_port", "5432")
+        server, findings = server_facts(self.facts, "pg", "5432")
+        facts, more = check_facts(self.facts, {"pg_user": _NAME, "pg_database": _NAME, "postgresql_log": _PATH})
+        findings += more
         role, database = facts.get("pg_user", DEFAULT_ROLE), facts.get("pg_database", DEFAULT_ROLE)
         first: list[Command] = []
-        if server:
-            first.append(
-                Command.of("pg_isready", "-h", host, "-p", port, "-U", role, "-d", database, "-t", "3", timeout=10)
-            )
+        if server is not None:
+            where = ("-h", server.host, "-p", server.port)
+            first.append(Command.of("pg_isready", *where, "-U", role, "-d", database, "-t", "3", timeout=10))
         log_path = facts.get("postgresql_log")
         if log_path:
             first.append(self._tail(log_path, sudo=False))
@@ -227,10 +195,10 @@ class Postgres(Runbook):
             elif log_path:
                 log = result
                 if result.exit_status == 1 and "Permission denied" in result.stderr:
-                    log = _one((yield self._tail(log_path, sudo=True)))
+                    log = one((yield self._tail(log_path, sudo=True)))
                 findings += self._read_log(log, log_path)
-        if server and answers:
-            findings += yield from self._activity(host, port, role, database, sudo_first="pg_user" not in facts)
+        if server is not None and answers:
+            findings += yield from self._activity(server, role, database, sudo_first="pg_user" not in facts)
         return findings
 
     # -- the pieces -------------------------------------------------------------------------------
@@ -278,13 +246,10 @@ class Postgres(Runbook):
         label = f"{'sudo -u postgres ' if sudo else ''}psql -h {host} -p {port} -U {role} -d {database}: "
         return Command(argv=(*prefix, *psql), timeout=15, sudo=sudo, label=label + "max_connections, pg_stat_activity")
 
-    def _activity(self, host: str, port: str, role: str, database: str, *, sudo_first: bool) -> Steps:
-        result = _one((yield self._psql(host, port, role, database, sudo=sudo_first)))
+    def _activity(self, server: Server, role: str, database: str, *, sudo_first: bool) -> Steps:
+        host, port = server.host, server.port
+        result = one((yield self._psql(host, port, role, database, sudo=sudo_first)))
         if sudo_first and _sudo_refused(result):
-            result = _one((yield self._psql(host, port, role, database, sudo=False)))
-        if result.error is not None or result.exit_status == 127:
-            return [self.failed(result)]
-        if result.exit_status == 0:
-            return self.read(result, _activity_reader(self._params().slow_after_seconds))
-        refusal = [f for f in self.read(result, PostgresLog) if f.kind in _SERVER_STATE]
-        return refusal or [self.failed(result)]
+            result = one((yield self._psql(host, port, role, database, sudo=False)))
+        reader = _activity_reader(self._params().slow_after_seconds)
+        return session_findings(self, result, reader, PostgresLog, _SERVER_STATE)

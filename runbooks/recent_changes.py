@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.evidence.readers.changes import PackageChanges, ProcessStarts, RecentFiles, UnitChanges
 from bot.runbook.api import Command, Finding, Reader, Runbook, Severity, Steps
+from runbooks._facts import valid_path
 
 _UNIT = re.compile(r"^[A-Za-z0-9@._:-]+$")
 MAX_UNITS = 8
@@ -40,10 +41,6 @@ class RecentChangesParams(BaseModel):
 
     #: How far back a change counts as recent.
     since_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
-
-
-def valid_path(value: str) -> bool:
-    return value.startswith("/") and not any(c in value for c in "\x00\n\r") and len(value) <= 4096
 
 
 class RecentChanges(Runbook):

@@ -18,43 +18,13 @@ operator sets one there). No sudo. Read-only.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-
 from bot.evidence.readers.redis import RedisLog, RedisPing
 from bot.evidence.readers.redis_info import RedisInfo
-from bot.runbook.api import Command, CommandResult, Finding, Reply, Runbook, Severity, Steps
+from bot.runbook.api import Command, Runbook, Steps
+from runbooks._datastore import one, server_facts
 
-_HOST = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*|[0-9A-Fa-f:.]+|/[A-Za-z0-9_./-]*)$")
-_PORT = re.compile(r"^[0-9]{1,5}$")
 #: Ping replies that prove a live server whose INFO says more (MISCONF even refuses PING).
 ANSWERED = {"redis.pong", "redis.misconf", "redis.maxmemory", "redis.loading"}
-
-
-def _check_facts(facts: Mapping[str, str]) -> tuple[dict[str, str], list[Finding]]:
-    good: dict[str, str] = {}
-    bad: list[Finding] = []
-    for name, rule in (("redis_host", _HOST), ("redis_port", _PORT)):
-        value = facts.get(name) or ""
-        if not value:
-            continue
-        if rule.match(value) and (name != "redis_port" or 1 <= int(value) <= 65535):
-            good[name] = value
-        else:
-            bad.append(
-                Finding(
-                    kind="runbook.bad_fact",
-                    severity=Severity.WARNING,
-                    summary=f"fact {name}={value[:80]!r} is not valid here; not used",
-                    data={"fact": name},
-                )
-            )
-    return good, bad
-
-
-def _one(reply: Reply) -> CommandResult:
-    assert isinstance(reply, CommandResult), "one command was yielded"
-    return reply
 
 
 class Redis(Runbook):
@@ -65,12 +35,11 @@ class Redis(Runbook):
     readers = (RedisPing, RedisLog, RedisInfo)
 
     def steps(self) -> Steps:
-        facts, findings = _check_facts(self.facts)
-        if not facts:
+        server, findings = server_facts(self.facts, "redis", "6379")
+        if server is None:
             return findings
-        host = facts.get("redis_host", "127.0.0.1")
-        where = ("-s", host) if host.startswith("/") else ("-h", host, "-p", facts.get("redis_port", "6379"))
-        ping = _one((yield Command.of("redis-cli", *where, "ping", timeout=10)))
+        where = ("-s", server.host) if server.socket else ("-h", server.host, "-p", server.port)
+        ping = one((yield Command.of("redis-cli", *where, "ping", timeout=10)))
         if ping.error is not None or ping.exit_status == 127:
             return [*findings, self.failed(ping)]
         found = self.read(ping, RedisPing, RedisLog, RedisInfo)
@@ -79,7 +48,7 @@ class Redis(Runbook):
             return [*findings, self.failed(ping)]
         if not ANSWERED & {f.kind for f in found}:
             return findings
-        info = _one((yield Command.of("redis-cli", *where, "info", timeout=10)))
+        info = one((yield Command.of("redis-cli", *where, "info", timeout=10)))
         if not info.ok:
             return [*findings, self.failed(info)]
         return findings + self.read(info, RedisInfo, RedisLog)

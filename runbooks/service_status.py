@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.evidence.readers.processes import Pm2List, ProcessTable, SupervisorStatus
 from bot.evidence.readers.systemd import SystemctlIsActiveReader, SystemctlStatusReader, SystemdJournalReader
-from bot.runbook.api import Command, CommandResult, Finding, Reader, Runbook, Severity, Steps
+from bot.runbook.api import Command, CommandResult, Finding, Reader, Runbook, Steps
+from runbooks._facts import invalid_fact, valid_path
 
 _UNIT = re.compile(r"^[A-Za-z0-9@._:-]+$")
 #: At most this many units are asked about (one ``systemctl status`` channel each).
@@ -41,10 +42,6 @@ PS_TABLE = ("ps", "-eo", "pid,ppid,stat,etimes,rss,args")
 
 def valid_unit(name: str) -> bool:
     return bool(_UNIT.match(name)) and not name.startswith("-") and len(name) <= 256
-
-
-def valid_path(value: str) -> bool:
-    return value.startswith("/") and not any(c in value for c in "\x00\n\r") and len(value) <= 4096
 
 
 class ServiceStatusParams(BaseModel):
@@ -101,11 +98,11 @@ class ServiceStatus(Runbook):
                 if name and valid_unit(name) and name not in units:
                     units.append(name)
                 elif name:
-                    findings.append(self._bad_fact("units", name))
+                    findings.append(invalid_fact(self.name, "units", name))
         units = units[:MAX_UNITS]
         pid_file = (self.facts.get("app_pid_file") or "").strip() or None
         if pid_file is not None and not valid_path(pid_file):
-            findings.append(self._bad_fact("app_pid_file", pid_file))
+            findings.append(invalid_fact(self.name, "app_pid_file", pid_file))
             pid_file = None
 
         probe = yield Command.pipeline(PROBE, timeout=10, label="probe: init system, supervisorctl, pm2")
@@ -196,15 +193,6 @@ class ServiceStatus(Runbook):
         if result.error is None and result.exit_status == 127:
             return [self.failed(result)]
         return self.read(result, header=header)
-
-    def _bad_fact(self, name: str, value: str) -> Finding:
-        return Finding(
-            kind="runbook.bad_fact",
-            severity=Severity.WARNING,
-            summary=f"fact {name} has an invalid value {value[:60]!r}; it was not used",
-            data={"fact": name},
-            runbook=self.name,
-        )
 
 
 def _needs_sudo(result: CommandResult) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from bot.evidence.readers.tls import TlsCheck
 from bot.runbook.api import Command, CommandResult, Finding, Runbook, Severity, Steps
+from runbooks._facts import ignored
 from runbooks.upstream_probe import label, parse_upstream
 
 WITH_SNI = 'openssl s_client -connect "$1" -servername "$2" </dev/null 2>/dev/null | openssl x509 -noout -enddate'
@@ -51,15 +52,7 @@ class TlsCert(Runbook):
 
     def steps(self) -> Steps:
         endpoints, bad = self.endpoints()
-        findings = [
-            Finding(
-                kind="runbook.bad_fact",
-                severity=Severity.WARNING,
-                summary=f"tls_cert: {text!r} ignored: not host:port",
-                runbook=self.name,
-            )
-            for text in bad
-        ]
+        findings = ignored(self.name, bad, "not host:port")
         if not endpoints:
             findings.append(
                 Finding(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -96,7 +96,7 @@ class Tally:
     def __bool__(self) -> bool:
         return bool(self._entries)
 
-    def items(self) -> list[tuple[str, str, int, tuple[str, ...], dict[str, Any]]]:
+    def items(self) -> list[TallyItem]:
         """(kind, key, count, evidence lines, data) per entry, most frequent first."""
         out = []
         for (kind, key), entry in self._entries.items():
@@ -106,6 +106,33 @@ class Tally:
             out.append((kind, key, entry.count, tuple(redact(x) for x in lines), entry.data))
         out.sort(key=lambda item: -item[2])
         return out
+
+
+#: One tally entry: (kind, key, count, evidence lines, data), as :meth:`Tally.items` lists them.
+TallyItem = tuple[str, str, int, tuple[str, ...], dict[str, Any]]
+#: A tally entry's summary and severity from its kind, key, count and data; None leaves it out.
+Describe = Callable[[str, str, int, dict[str, Any]], "tuple[str, Severity] | None"]
+
+
+def tally_findings(reader: str, items: Iterable[TallyItem], describe: Describe) -> list[Finding]:
+    """One finding per tally entry that ``describe`` keeps, with its evidence and ``count`` in its data."""
+    out: list[Finding] = []
+    for kind, key, count, evidence, data in items:
+        described = describe(kind, key, count, data)
+        if described is None:
+            continue
+        summary, severity = described
+        out.append(
+            Finding(
+                kind=kind,
+                severity=severity,
+                summary=summary,
+                evidence=evidence,
+                data={**data, "count": count},
+                reader=reader,
+            )
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -160,17 +187,25 @@ class PatternReader(Reader):
         self.tally = Tally()
 
     def feed(self, line: str) -> bool:
-        for pattern, trigger, detail, unless in self._compiled:
-            if not trigger.search(line):
-                continue
-            if unless is not None and unless.search(line):
-                continue
-            data = self.extract(pattern, detail, line)
-            key = str(data.get(pattern.key, "")) if pattern.key else ""
-            self.tally.add(pattern.kind, line, key, **data)
-            self.on_match(pattern, line, data)
-            break
+        matched = self.tally_first(line, line)
+        if matched is not None:
+            self.on_match(matched[0], line, matched[1])
         return False
+
+    def tally_first(self, text: str, evidence: str) -> tuple[LinePattern, dict[str, Any]] | None:
+        """Tally the first pattern that ``text`` matches (and its ``unless`` does not), quoting ``evidence``.
+
+        The pattern and the data it extracted, or None when no pattern matches. Readers that join a
+        wrapped line with its continuation match the joined text and quote the line it began on.
+        """
+        for pattern, trigger, detail, unless in self._compiled:
+            if not trigger.search(text) or (unless is not None and unless.search(text)):
+                continue
+            data = self.extract(pattern, detail, text)
+            key = str(data.get(pattern.key, "")) if pattern.key else ""
+            self.tally.add(pattern.kind, evidence, key, **data)
+            return pattern, data
+        return None
 
     def extract(self, pattern: LinePattern, detail: re.Pattern[str] | None, line: str) -> dict[str, Any]:
         """The values a matching line carries: the named groups of the pattern's ``detail``.
@@ -188,27 +223,19 @@ class PatternReader(Reader):
 
     def findings(self) -> list[Finding]:
         by_kind = {p.kind: p for p in self.patterns}
-        out: list[Finding] = []
-        for kind, key, count, evidence, data in self.tally.items():
+
+        def describe(kind: str, key: str, count: int, data: dict[str, Any]) -> tuple[str, Severity] | None:
             pattern = by_kind.get(kind)
             if pattern is None:
-                continue
+                return None
             values = {**data, "count": count, "key": key or "?"}
             try:
                 summary = pattern.summary.format_map(_Defaults(values))
             except (ValueError, IndexError):
                 summary = pattern.summary
-            out.append(
-                Finding(
-                    kind=kind,
-                    severity=pattern.severity,
-                    summary=summary,
-                    evidence=evidence,
-                    data={**data, "count": count},
-                    reader=self.name,
-                )
-            )
-        return out
+            return summary, pattern.severity
+
+        return tally_findings(self.name, self.tally.items(), describe)
 
 
 class _Defaults(dict[str, Any]):

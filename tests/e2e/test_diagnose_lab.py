@@ -11,31 +11,21 @@ the host) names upstream_down with nginx's `connect() … failed (111: Connectio
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.lab import SCENARIOS, Lab, probe
+from tests.labfixture import running_lab
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    # Not under pytest's tmp_path (0700): nginx's workers and PostgreSQL must reach the lab directory.
-    base = Path(tempfile.mkdtemp(prefix="ibl-e2e-", dir="/tmp"))
-    base.chmod(0o755)
-    the_lab = Lab(base / "lab")
-    try:
-        the_lab.up()
+    with running_lab("ibl-e2e-") as the_lab:
         yield the_lab
-    finally:
-        the_lab.down()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def diagnose(*args: str) -> tuple[dict[str, Any], str]:

@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,10 +23,10 @@ import yaml
 from bot.lab import SCENARIOS, Lab, LabNotRunning, UnknownScenario, probe
 from bot.lab import postgres as lab_postgres
 from bot.lab.process import process_state, processes_mentioning
+from tests.labfixture import new_lab_dir, running_lab
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "lab"
 CAPTURE = os.environ.get("INCIDENT_BOT_LAB_CAPTURE") == "1"
-NEEDED = ("/usr/sbin/sshd", "/usr/sbin/nginx", "ssh", "ssh-keygen", "curl")
 
 # More lines each scenario must leave, beyond the scenario table's own signature: (log, fragment).
 ALSO: dict[str, list[tuple[str, str]]] = {
@@ -53,41 +52,27 @@ FIXTURE_NAMES = {
 }
 
 
-def _missing() -> list[str]:
-    found = [n for n in NEEDED if not (Path(n).exists() if n.startswith("/") else shutil.which(n))]
-    try:
-        lab_postgres.bin_dir()
-    except Exception:
-        found.append("PostgreSQL server binaries")
-    return found
-
-
-def _new_lab_dir() -> Path:
-    # Not under pytest's tmp_path: its parent is 0700, and nginx's workers (nobody) and PostgreSQL
-    # (postgres) must reach the lab directory.
-    base = Path(tempfile.mkdtemp(prefix="ibl-", dir="/tmp"))
-    base.chmod(0o755)
-    return base / "lab"
-
-
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    if _missing():
-        pytest.fail(f"the fault lab needs {', '.join(_missing())}: run ./dev setup")
-    lab_dir = _new_lab_dir()
-    the_lab = Lab(lab_dir)
-    try:
-        the_lab.up()
+    with running_lab() as the_lab:
         yield the_lab
-    finally:
-        the_lab.down()
-        shutil.rmtree(lab_dir.parent, ignore_errors=True)
 
 
 def curl(url: str) -> tuple[int, str, str]:
     """A real ``curl`` probe: the status, and the command and output as they would be pasted."""
-    argv = ["curl", "-sS", "-o", "/dev/null", "-D", "-", "--max-time", "15",
-            "-w", "code=%{http_code} time_total=%{time_total}\\n", url]
+    argv = [
+        "curl",
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "--max-time",
+        "15",
+        "-w",
+        "code=%{http_code} time_total=%{time_total}\\n",
+        url,
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     last = done.stdout.strip().splitlines()[-1]
     code = int(last.split()[0].removeprefix("code="))
@@ -170,9 +155,25 @@ def test_scenario_breaks_the_site_for_real_then_repairs_to_200(lab: Lab, name: s
 
 
 def ssh(lab: Lab, key: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    argv = ["ssh", "-i", str(key), "-o", f"UserKnownHostsFile={lab.paths.known_hosts}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-            "-o", "ConnectTimeout=10", "-p", str(lab.state.ports["ssh"]), f"{lab.state.user}@127.0.0.1", *extra]
+    argv = [
+        "ssh",
+        "-i",
+        str(key),
+        "-o",
+        f"UserKnownHostsFile={lab.paths.known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "ConnectTimeout=10",
+        "-p",
+        str(lab.state.ports["ssh"]),
+        f"{lab.state.user}@127.0.0.1",
+        *extra,
+    ]
     return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
 
 
@@ -180,8 +181,9 @@ def test_sshd_accepts_the_bot_key_and_checks_the_host_key(lab: Lab) -> None:
     done = ssh(lab, lab.paths.user_key, "cat", str(lab.paths.nginx_conf))
     assert done.returncode == 0, done.stderr
     assert "proxy_pass http://gunicorn;" in done.stdout
-    via_config = subprocess.run(["ssh", "-F", str(lab.paths.ssh_config), "lab", "true"],
-                                capture_output=True, text=True, timeout=30, check=False)
+    via_config = subprocess.run(
+        ["ssh", "-F", str(lab.paths.ssh_config), "lab", "true"], capture_output=True, text=True, timeout=30, check=False
+    )
     assert via_config.returncode == 0, via_config.stderr
 
 
@@ -212,8 +214,13 @@ def test_status_and_client_files_say_how_to_reach_the_lab(lab: Lab) -> None:
     ports = lab.state.ports
     assert status.running and all(status.processes.values())
     assert status.ssh_target == f"{lab.state.user}@127.0.0.1:{ports['ssh']}"
-    assert status.diagnose_args[:5] == [status.ssh_target, "-i", str(lab.paths.user_key),
-                                        "--known-hosts", str(lab.paths.known_hosts)]
+    assert status.diagnose_args[:5] == [
+        status.ssh_target,
+        "-i",
+        str(lab.paths.user_key),
+        "--known-hosts",
+        str(lab.paths.known_hosts),
+    ]
     assert f"diagnose: incident-bot diagnose {status.ssh_target} -i " in status.render()
     config = yaml.safe_load(lab.paths.config.read_text())
     host = config["hosts"]["lab"]
@@ -222,18 +229,32 @@ def test_status_and_client_files_say_how_to_reach_the_lab(lab: Lab) -> None:
     assert host["facts"]["nginx_error_log"] == str(lab.paths.nginx_error_log)
     assert config["services"]["lab"] == {
         "match": {"labels": {"service": "lab"}, "url_host": f"127.0.0.1:{ports['http']}"},
-        "hosts": ["lab"], "url": f"http://127.0.0.1:{ports['http']}/"}
+        "hosts": ["lab"],
+        "url": f"http://127.0.0.1:{ports['http']}/",
+    }
     assert f"Port {ports['ssh']}" in lab.paths.ssh_config.read_text()
 
 
 def test_cli_lab_status_json_and_unknown_scenario_exit_2(lab: Lab) -> None:
     env = {**os.environ, "INCIDENT_BOT_LAB_DIR": str(lab.paths.root)}
-    status = subprocess.run([sys.executable, "-m", "bot", "lab", "status", "--json"], env=env,
-                            capture_output=True, text=True, timeout=60, check=False)
+    status = subprocess.run(
+        [sys.executable, "-m", "bot", "lab", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["ssh_target"] == lab.status().ssh_target
-    bad = subprocess.run([sys.executable, "-m", "bot", "lab", "break", "no_such_fault"], env=env,
-                         capture_output=True, text=True, timeout=60, check=False)
+    bad = subprocess.run(
+        [sys.executable, "-m", "bot", "lab", "break", "no_such_fault"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
     assert "unknown scenario 'no_such_fault'; valid scenarios: app_exception," in bad.stderr
@@ -243,7 +264,7 @@ def test_cli_lab_status_json_and_unknown_scenario_exit_2(lab: Lab) -> None:
 
 def test_down_leaves_no_process_and_no_mount_even_mid_scenario() -> None:
     """A second lab, taken down while workers are stopped and a helper holds the backlog."""
-    lab_dir = _new_lab_dir()
+    lab_dir = new_lab_dir()
     lab = Lab(lab_dir)
     try:
         lab.up()
@@ -272,7 +293,7 @@ def test_a_failed_up_leaves_nothing_running(monkeypatch: pytest.MonkeyPatch) -> 
 
     real = sshd.sshd_config
     monkeypatch.setattr(sshd, "sshd_config", lambda *a: real(*a) + "NoSuchOption yes\n")
-    lab_dir = _new_lab_dir()
+    lab_dir = new_lab_dir()
     lab = Lab(lab_dir)
     try:
         with pytest.raises(LabError, match=r"sshd failed: .*bad configuration option"):

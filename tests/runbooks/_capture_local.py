@@ -22,6 +22,7 @@ from typing import Any
 
 from bot.adapters.ssh import build_argv
 from bot.core.commands import Command, CommandResult
+from tests.runbooks._datastores import result_of, run_steps
 
 
 def _run(command: Command, allow_sudo: bool) -> dict[str, Any]:
@@ -44,21 +45,9 @@ def main(spec: str, facts: str, params: str, sudo: str, out: str) -> None:
     def answer(command: Command) -> CommandResult:
         record = _run(command, sudo == "sudo")
         records.append(record)
-        return CommandResult(
-            command=command,
-            host="capture",
-            exit_status=record["exit_status"],
-            stdout=record["stdout"],
-            stderr=record["stderr"],
-            error=record["error"],
-        )
+        return result_of(record, command)
 
-    try:
-        step = next(steps)
-        while True:
-            step = steps.send(tuple(answer(c) for c in step) if isinstance(step, tuple) else answer(step))
-    except StopIteration as done:
-        findings = done.value
+    findings = run_steps(steps, answer)
     with open(out, "w", encoding="utf-8") as handle:
         json.dump(records, handle, indent=1)
         handle.write("\n")

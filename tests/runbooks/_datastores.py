@@ -9,7 +9,7 @@ with sudo).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from bot.core.commands import Command, CommandResult
 from bot.core.models import Finding
-from bot.runbook.base import Runbook
+from bot.runbook.base import Runbook, Steps
 from bot.testing import Canned
 
 ROOT = Path(__file__).resolve().parents[1] / "fixtures" / "runbooks"
@@ -27,7 +27,8 @@ def records(module: str, name: str) -> list[dict[str, Any]]:
     return list(json.loads((ROOT / module / f"{name}.json").read_text(encoding="utf-8")))
 
 
-def _result(record: Mapping[str, Any], command: Command | None = None) -> CommandResult:
+def result_of(record: Mapping[str, Any], command: Command | None = None) -> CommandResult:
+    """A recorded command's result (for ``command``, or the recorded argv and sudo flag)."""
     command = command or Command(argv=tuple(record["argv"]), sudo=record["sudo"])
     return CommandResult(
         command=command,
@@ -40,7 +41,7 @@ def _result(record: Mapping[str, Any], command: Command | None = None) -> Comman
 
 
 def replies(module: str, name: str) -> dict[str | tuple[str, ...], Canned]:
-    return {tuple(r["argv"]): _result(r) for r in records(module, name)}
+    return {tuple(r["argv"]): result_of(r) for r in records(module, name)}
 
 
 def replay(
@@ -60,15 +61,20 @@ def replay(
         asked.append(command)
         for i, record in enumerate(pending):
             if tuple(record["argv"]) == command.argv and record["sudo"] == command.sudo:
-                return _result(pending.pop(i), command)
+                return result_of(pending.pop(i), command)
         raise AssertionError(f"{runbook.name} asked {command.argv!r} (sudo={command.sudo}), not in {name}")
 
-    steps = runbook(params, facts).steps()
+    found = run_steps(runbook(params, facts).steps(), answer)
+    assert not pending, f"{name}: the runbook did not ask for {[r['argv'][:2] for r in pending]}"
+    return found, asked
+
+
+def run_steps(steps: Steps, answer: Callable[[Command], CommandResult]) -> list[Finding]:
+    """Run a runbook's steps to the end, answering each command it yields (alone or in a tuple)."""
     try:
         step = next(steps)
         while True:
             step = steps.send(tuple(answer(c) for c in step) if isinstance(step, tuple) else answer(step))
     except StopIteration as done:
         found: list[Finding] = done.value
-    assert not pending, f"{name}: the runbook did not ask for {[r['argv'][:2] for r in pending]}"
-    return found, asked
+    return found

@@ -12,7 +12,6 @@ a copy of the config whose facts point at them; then it stops each server and ru
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -27,47 +26,27 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.app import DiagnoseRequest, run_diagnose
-from bot.config import load_settings
 from bot.core.models import Diagnosis
 from bot.lab import Lab, probe
 from bot.lab import postgres as lab_postgres
+from tests.labfixture import missing, run_runbooks, running_lab
 
 NEEDED = ("/usr/sbin/sshd", "/usr/sbin/nginx", "ssh-keygen", "mariadbd", "mariadb-install-db", "redis-server")
 
 
-def _missing() -> list[str]:
-    found = [n for n in NEEDED if not (Path(n).exists() if n.startswith("/") else shutil.which(n))]
-    try:
-        lab_postgres.bin_dir()
-    except Exception:
-        found.append("PostgreSQL server binaries")
-    return found
+pytestmark = pytest.mark.usefixtures("audit_in_tmp")
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    if _missing():
-        pytest.fail(f"the datastore live tests need {', '.join(_missing())}: run ./dev setup")
-    base = Path(tempfile.mkdtemp(prefix="ibl-ds-", dir="/tmp"))
-    base.chmod(0o755)
-    the_lab = Lab(base / "lab")
-    try:
-        the_lab.up()
+    if missing(NEEDED):
+        pytest.fail(f"the datastore live tests need {', '.join(missing(NEEDED))}: run ./dev setup")
+    with running_lab("ibl-ds-") as the_lab:
         yield the_lab
-    finally:
-        the_lab.down()
-        shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(autouse=True)
-def _audit_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-
-
-def _diagnose(config: Path, runbooks: tuple[str, ...], status: int = 500) -> Diagnosis:
-    request = DiagnoseRequest(target="lab", status=status, runbooks=runbooks)
-    return asyncio.run(run_diagnose(request, load_settings(str(config))))
+def _diagnose(config: Path, runbooks: tuple[str, ...]) -> Diagnosis:
+    return run_runbooks(config, runbooks, status=500)
 
 
 def _kinds(diagnosis: Diagnosis, runbook: str) -> set[str]:

@@ -9,70 +9,30 @@ earlier tests provoked (inside app_log's 30-minute window), so disk_full runs af
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from bot.app import DiagnoseRequest, run_diagnose
-from bot.config import load_settings
-from bot.core.models import Diagnosis, Finding
 from bot.lab import Lab, probe
-from bot.lab import postgres as lab_postgres
+from tests.labfixture import findings_of, run_runbooks, running_lab
 
-NEEDED = ("/usr/sbin/sshd", "/usr/sbin/nginx", "ssh-keygen")
-
-
-def _missing() -> list[str]:
-    found = [n for n in NEEDED if not (Path(n).exists() if n.startswith("/") else shutil.which(n))]
-    try:
-        lab_postgres.bin_dir()
-    except Exception:
-        found.append("PostgreSQL server binaries")
-    return found
-
-
-pytestmark = pytest.mark.skipif(bool(_missing()), reason=f"fault lab needs {', '.join(_missing())}")
+pytestmark = [pytest.mark.usefixtures("audit_in_tmp")]
 
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    base = Path(tempfile.mkdtemp(prefix="ibl-hs-", dir="/tmp"))
-    base.chmod(0o755)
-    the_lab = Lab(base / "lab")
-    try:
-        the_lab.up()
+    with running_lab("ibl-hs-") as the_lab:
         yield the_lab
-    finally:
-        the_lab.down()
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def _audit_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-
-
-def _diagnose(lab: Lab, runbooks: tuple[str, ...], status: int | None = None) -> Diagnosis:
-    request = DiagnoseRequest(target="lab", status=status, runbooks=runbooks)
-    return asyncio.run(run_diagnose(request, load_settings(str(lab.paths.config))))
-
-
-def _of(diagnosis: Diagnosis, kind: str, runbook: str) -> list[Finding]:
-    return [f for f in diagnosis.findings if f.kind == kind and f.runbook == runbook]
 
 
 def test_healthy_lab_every_host_side_runbook_reports_without_failures(lab: Lab) -> None:
     names = ("service_status", "sockets", "disk", "memory", "load", "recent_changes", "app_log")
-    found = _diagnose(lab, names)
+    found = run_runbooks(lab.paths.config, names)
     assert {f.runbook for f in found.findings} == set(names), [f.summary for f in found.findings]
     bad = [f.summary for f in found.findings if f.kind in ("runbook.crashed", "runbook.bad_fact")]
     assert not bad
-    alive = _of(found, "process.alive", "service_status")
+    alive = findings_of(found, "process.alive", "service_status")
     assert alive and alive[0].data["pid"] == lab.state.pids["gunicorn"]
 
 
@@ -80,10 +40,10 @@ def test_app_exception_finds_the_traceback(lab: Lab) -> None:
     lab.break_("app_exception")
     try:
         assert probe(lab.url)[0] == 500
-        found = _diagnose(lab, ("app_log",), status=500)
+        found = run_runbooks(lab.paths.config, ("app_log",), status=500)
     finally:
         lab.repair()
-    exc = _of(found, "app.python_exception", "app_log")
+    exc = findings_of(found, "app.python_exception", "app_log")
     assert exc and "ZeroDivisionError: division by zero" in exc[0].evidence, [f.summary for f in found.findings]
     assert found.causes[0].id == "app_exception"
 
@@ -93,12 +53,12 @@ def test_disk_full_names_the_data_dir_and_quotes_enospc(lab: Lab) -> None:
     lab.break_("disk_full")
     try:
         assert probe(lab.url)[0] == 500
-        found = _diagnose(lab, ("disk", "app_log"), status=500)
+        found = run_runbooks(lab.paths.config, ("disk", "app_log"), status=500)
     finally:
         lab.repair()
-    full = _of(found, "disk.full", "disk")
+    full = findings_of(found, "disk.full", "disk")
     assert [f.data["mount"] for f in full] == [str(lab.paths.data)], [f.summary for f in found.findings]
-    enospc = _of(found, "disk.enospc", "app_log")
+    enospc = findings_of(found, "disk.enospc", "app_log")
     assert enospc and any("No space left on device" in line for line in enospc[0].evidence)
     assert found.causes[0].id == "disk_full"
 
@@ -108,14 +68,18 @@ def test_upstream_down_says_gunicorn_is_not_running(lab: Lab) -> None:
     lab.break_("upstream_down")
     try:
         assert probe(lab.url)[0] == 502
-        found = _diagnose(lab, ("service_status",), status=502)
+        found = run_runbooks(lab.paths.config, ("service_status",), status=502)
     finally:
         lab.repair()
-    down = _of(found, "process.not_running", "service_status")
+    down = findings_of(found, "process.not_running", "service_status")
     assert down, [f.summary for f in found.findings]
     assert down[0].data["program"] == "gunicorn"
     # gunicorn left its pid file behind (the pid is gone, or a zombie for a moment), or removed it.
     pid_file = lab.paths.pid_file("gunicorn")
-    assert down[0].summary.startswith((f"gunicorn (pid {pid} from {pid_file}) is not running",
-                                       f"gunicorn is not running: its pid file {pid_file} is missing"))
+    assert down[0].summary.startswith(
+        (
+            f"gunicorn (pid {pid} from {pid_file}) is not running",
+            f"gunicorn is not running: its pid file {pid_file} is missing",
+        )
+    )
     assert found.causes[0].id == "upstream_down"

@@ -15,7 +15,7 @@ from bot.evidence.readers.postgres import PostgresLog
 from bot.evidence.registry import load
 from bot.testing import drive, kinds
 from runbooks.postgres import TAIL_SCRIPT, Postgres, PostgresParams, within_window
-from tests.runbooks._datastores import records, replay, replies
+from tests.runbooks._datastores import records, replay, replies, run_steps
 
 LOG = "/tmp/dscap/lab2/logs/postgresql.log"
 FACTS = {"pg_host": "127.0.0.1", "pg_port": "33571", "postgresql_log": LOG}
@@ -223,13 +223,9 @@ def test_any_fact_value_is_refused_or_passed_as_one_whole_argument(value: str, f
 def _run_recording(facts: dict[str, str]) -> tuple[list[Finding], list[Command]]:
     """Run with every command answered by a failure (exit 2), recording what was asked."""
     asked: list[Command] = []
-    steps = Postgres(None, facts).steps()
-    try:
-        step = next(steps)
-        while True:
-            commands = step if isinstance(step, tuple) else (step,)
-            asked.extend(commands)
-            results = tuple(CommandResult(command=c, host="h", exit_status=2) for c in commands)
-            step = steps.send(results if isinstance(step, tuple) else results[0])
-    except StopIteration as done:
-        return done.value, asked
+
+    def answer(command: Command) -> CommandResult:
+        asked.append(command)
+        return CommandResult(command=command, host="h", exit_status=2)
+
+    return run_steps(Postgres(None, facts).steps(), answer), asked

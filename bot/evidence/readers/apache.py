@@ -360,14 +360,7 @@ class ApacheErrorLog(PatternReader):
 
     def _read(self, text: str, evidence: str) -> bool:
         """Tally the first pattern matching ``text``, quoting ``evidence``; False when none matches."""
-        for pattern, trigger, detail, unless in self._compiled:
-            if not trigger.search(text) or (unless is not None and unless.search(text)):
-                continue
-            data = self.extract(pattern, detail, text)
-            key = str(data.get(pattern.key, "")) if pattern.key else ""
-            self.tally.add(pattern.kind, evidence, key, **data)
-            return True
-        return False
+        return self.tally_first(text, evidence) is not None
 
     def extract(self, pattern: LinePattern, detail: re.Pattern[str] | None, line: str) -> dict[str, Any]:
         data: dict[str, Any] = {}

@@ -22,7 +22,7 @@ import re
 from typing import Any, ClassVar
 
 from bot.core.models import Finding, Severity, Signal
-from bot.evidence.reader import Reader, Tally
+from bot.evidence.reader import Reader, Tally, tally_findings
 
 _DIG_STATUS = re.compile(r"->>HEADER<<-[^\n]*status: (?P<rcode>[A-Z]+)")
 _DIG_FLAGS = re.compile(r";; flags:[^\n]*ANSWER: (?P<answers>\d+)")
@@ -220,37 +220,25 @@ class DnsLookup(Reader):
     def findings(self) -> list[Finding]:
         self._finish_dig()
         self._finish_comm_errors()
-        resolved = {key for kind, key, _, _, _ in self.tally.items() if kind == "dns.resolved"}
-        out: list[Finding] = []
-        for kind, _key, count, evidence, data in self.tally.items():
+        items = self.tally.items()
+        resolved = {key for kind, key, _, _, _ in items if kind == "dns.resolved"}
+
+        def describe(kind: str, _key: str, count: int, data: dict[str, Any]) -> tuple[str, Severity] | None:
             if kind == "dns.server_error" and resolved:
-                continue  # one server failed but the lookup went on and resolved
+                return None  # one server failed but the lookup went on and resolved
             values = {"name": "?", "rcode": "?", "type": "A", "reason": "?", "server": "?", "detail": "", **data}
             via = values.get("via")
             values["via"] = f" [{via}]" if via else ""
             summary = _SUMMARY[kind].format_map(values)
             if count > 1:
                 summary += f" ({count}×)"
-            severity = (
-                Severity.OK
-                if kind == "dns.resolved"
-                else (
-                    Severity.WARNING
-                    if kind in {"dns.nodata", "dns.server_error", "dns.short_empty"}
-                    else Severity.CRITICAL
-                )
-            )
-            out.append(
-                Finding(
-                    kind=kind,
-                    severity=severity,
-                    summary=summary,
-                    evidence=evidence,
-                    data={**data, "count": count},
-                    reader=self.name,
-                )
-            )
-        return out
+            if kind == "dns.resolved":
+                return summary, Severity.OK
+            if kind in {"dns.nodata", "dns.server_error", "dns.short_empty"}:
+                return summary, Severity.WARNING
+            return summary, Severity.CRITICAL
+
+        return tally_findings(self.name, items, describe)
 
 
 READERS = (DnsLookup,)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from bot.core.models import Finding, Severity, Signal
-from bot.evidence.reader import Reader, Tally
+from bot.evidence.reader import Reader, Tally, tally_findings
 
 #: Termination state (4 chars in HTTP mode, 2 in TCP mode) then actconn/feconn/beconn/srv_conn/retries
 #: and srv_queue/backend_queue. The first character is never ``-`` (normal) or ``L`` (local answer).
@@ -115,6 +115,16 @@ _KINDS: dict[str, _Kind] = {
     "haproxy.no_free_ports": _Kind("{count}× no free source port to connect to backend {key}"),
     "haproxy.fd_limit": _Kind("{count}× proxy {key} reached the {limit} limit"),
 }
+
+
+def _describe(kind: str, key: str, count: int, data: dict[str, Any]) -> tuple[str, Severity]:
+    spec = _KINDS[kind]
+    values = {"reason": "?", "code": "?", "status": "?", "state": "?", "limit": "?", **data}
+    summary = spec.summary.format(
+        count=count, key=key or "?", **{k: v for k, v in values.items() if k not in {"count", "key"}}
+    )
+    return summary, spec.severity
+
 
 _CLIENT_FIRST = {"C", "c"}
 #: ``<NOSRV>`` as printed, HTML-escaped, or stripped by a web page that swallowed the angle brackets.
@@ -284,24 +294,7 @@ class HaproxyLog(Reader):
         return False
 
     def findings(self) -> list[Finding]:
-        out: list[Finding] = []
-        for kind, key, count, evidence, data in self.tally.items():
-            spec = _KINDS[kind]
-            values = {"reason": "?", "code": "?", "status": "?", "state": "?", "limit": "?", **data}
-            summary = spec.summary.format(
-                count=count, key=key or "?", **{k: v for k, v in values.items() if k not in {"count", "key"}}
-            )
-            out.append(
-                Finding(
-                    kind=kind,
-                    severity=spec.severity,
-                    summary=summary,
-                    evidence=evidence,
-                    data={**data, "count": count},
-                    reader=self.name,
-                )
-            )
-        return out
+        return tally_findings(self.name, self.tally.items(), _describe)
 
 
 READERS = (HaproxyLog,)

@@ -26,10 +26,10 @@ HAProxy's ``MAINT`` server state is the HAProxy reader's.
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from bot.core.models import Finding, Severity, Signal
-from bot.evidence.reader import Reader, Tally
+from bot.evidence.reader import Reader, Tally, tally_findings
 
 _FLAG_NAMES = (
     r"(?:\.maintenance(?:\.flag)?|maintenance\.(?:flag|html?|on|enable|lock|php)|storage/framework/down"
@@ -166,28 +166,18 @@ class MaintenanceMode(Reader):
             kind = "maintenance.page" if self._seen_503 else "maintenance.mention"
             items.append((kind, key, count, evidence, data))
         kinds = {kind for kind, *_ in items}
-        out: list[Finding] = []
-        for kind, _key, count, evidence, data in items:
+
+        def describe(kind: str, _key: str, _count: int, data: dict[str, Any]) -> tuple[str, Severity] | None:
             if kind == "maintenance.inactive" and len(kinds) > 1:
-                continue
+                return None
             summary = _SUMMARY[kind].format_map({"path": "?", "value": "?", **data})
             if kind == "maintenance.inactive":
-                severity = Severity.OK
-            elif kind in {"maintenance.mention", "maintenance.retry_after"}:
-                severity = Severity.INFO
-            else:
-                severity = Severity.WARNING
-            out.append(
-                Finding(
-                    kind=kind,
-                    severity=severity,
-                    summary=summary,
-                    evidence=evidence,
-                    data={**data, "count": count},
-                    reader=self.name,
-                )
-            )
-        return out
+                return summary, Severity.OK
+            if kind in {"maintenance.mention", "maintenance.retry_after"}:
+                return summary, Severity.INFO
+            return summary, Severity.WARNING
+
+        return tally_findings(self.name, items, describe)
 
 
 READERS = (MaintenanceMode,)

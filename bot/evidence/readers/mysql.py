@@ -23,7 +23,7 @@ import re
 from typing import Any, ClassVar
 
 from bot.core.models import Finding, Severity, Signal
-from bot.evidence.reader import LinePattern, PatternReader, Reader, Tally
+from bot.evidence.reader import LinePattern, PatternReader, Reader, Tally, tally_findings
 
 _ERRNO = re.compile(r"\((?P<errno>-?\d+)\)|system error: (?P<errno2>\d+)")
 _TARGET = re.compile(r"(?:server on|server host|through socket|server at) '(?P<target>[^']+)'")
@@ -182,21 +182,12 @@ class MysqladminPing(Reader):
             "mysql.ping_too_many": ("mysqladmin ping: mysqld at {target} has no free connection", Severity.CRITICAL),
             "mysql.ping_answered": ("mysqladmin ping: mysqld at {target} answered ({error})", Severity.INFO),
         }
-        out = []
-        for kind, _key, count, evidence, data in self.tally.items():
+
+        def describe(kind: str, _key: str, _count: int, data: dict[str, Any]) -> tuple[str, Severity]:
             text, severity = summaries[kind]
-            values = {"target": data.get("target", "?"), "error": data.get("error", "")}
-            out.append(
-                Finding(
-                    kind=kind,
-                    severity=severity,
-                    summary=text.format(**values),
-                    evidence=evidence,
-                    data={**data, "count": count},
-                    reader=self.name,
-                )
-            )
-        return out
+            return text.format(target=data.get("target", "?"), error=data.get("error", "")), severity
+
+        return tally_findings(self.name, self.tally.items(), describe)
 
 
 READERS = (MysqlLog, MysqladminPing)

@@ -330,13 +330,7 @@ class NginxErrorLog(PatternReader):
         The quoted evidence stays one physical input line (the head of a wrapped message), so every
         quote can be found verbatim in what the person pasted.
         """
-        for pattern, trigger, detail, unless in self._compiled:
-            if not trigger.search(text) or (unless is not None and unless.search(text)):
-                continue
-            data = self.extract(pattern, detail, text)
-            key = str(data.get(pattern.key, "")) if pattern.key else ""
-            self.tally.add(pattern.kind, evidence, key, **data)
-            return
+        self.tally_first(text, evidence)
 
     def end_block(self) -> None:
         if self._pending is not None:

@@ -30,7 +30,7 @@ from collections import OrderedDict
 from typing import Any, ClassVar
 
 from bot.core.models import Finding, Severity, Signal
-from bot.evidence.reader import LinePattern, PatternReader, Reader, Tally
+from bot.evidence.reader import LinePattern, PatternReader, Reader, Tally, tally_findings
 
 _POOL = re.compile(r"\[pool ([^\]\s]+)\]")
 _CHILD = re.compile(r"child (\d+)")
@@ -242,6 +242,13 @@ _DATABASE_CALLS = frozenset(
 )
 
 
+def _describe_slowlog(kind: str, _key: str, count: int, data: dict[str, Any]) -> tuple[str, Severity]:
+    if kind == "php_fpm.slowlog_stack":
+        return f"{count} slow-request stacks in the php-fpm slowlog", Severity.INFO
+    waited_on = "an outside service" if kind == "php_fpm.slowlog_external" else "the database"
+    return f"{count} slow requests were waiting in {data.get('function')}() on {waited_on}", Severity.CRITICAL
+
+
 class PhpFpmSlowlog(Reader):
     """Stacks of the php-fpm slowlog: what the slow requests were waiting on."""
 
@@ -277,27 +284,11 @@ class PhpFpmSlowlog(Reader):
         return False
 
     def findings(self) -> list[Finding]:
-        out: list[Finding] = []
-        for kind, _key, count, evidence, data in self.tally.items():
-            if kind == "php_fpm.slowlog_stack":
-                summary, severity = f"{count} slow-request stacks in the php-fpm slowlog", Severity.INFO
-            elif kind == "php_fpm.slowlog_external":
-                summary = f"{count} slow requests were waiting in {data.get('function')}() on an outside service"
-                severity = Severity.CRITICAL
-            else:
-                summary = f"{count} slow requests were waiting in {data.get('function')}() on the database"
-                severity = Severity.CRITICAL
-            out.append(
-                Finding(
-                    kind=kind,
-                    severity=severity,
-                    summary=summary,
-                    evidence=evidence,
-                    data={**{k: v for k, v in data.items() if v is not None}, "count": count},
-                    reader=self.name,
-                )
-            )
-        return out
+        items = [
+            (kind, key, count, evidence, {k: v for k, v in data.items() if v is not None})
+            for kind, key, count, evidence, data in self.tally.items()
+        ]
+        return tally_findings(self.name, items, _describe_slowlog)
 
 
 # -- PHP errors --------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ import re
 from typing import Any, ClassVar
 
 from bot.core.models import Finding, Severity, Signal, quote_line
-from bot.evidence.reader import LinePattern, PatternReader, Reader, Tally
+from bot.evidence.reader import LinePattern, PatternReader, Reader, Tally, tally_findings
 
 #: A logged statement slower than this (``log_min_duration_statement``) counts as slow.
 SLOW_QUERY_MS = 5000
@@ -294,6 +294,10 @@ _ISREADY_SEVERITY = {
 }
 
 
+def _describe_isready(kind: str, _key: str, _count: int, data: dict[str, Any]) -> tuple[str, Severity]:
+    return _ISREADY_SUMMARY[kind].format(target=data.get("target", "the server")), _ISREADY_SEVERITY[kind]
+
+
 class PgIsReady(Reader):
     name = "postgres.isready"
     title = "pg_isready output and exit status"
@@ -334,20 +338,7 @@ class PgIsReady(Reader):
         return False
 
     def findings(self) -> list[Finding]:
-        out = []
-        for kind, _key, count, evidence, data in self.tally.items():
-            target = data.get("target", "the server")
-            out.append(
-                Finding(
-                    kind=kind,
-                    severity=_ISREADY_SEVERITY[kind],
-                    summary=_ISREADY_SUMMARY[kind].format(target=target),
-                    evidence=evidence,
-                    data={**data, "count": count},
-                    reader=self.name,
-                )
-            )
-        return out
+        return tally_findings(self.name, self.tally.items(), _describe_isready)
 
 
 _INTERVAL = re.compile(r"^(?:(?P<days>-?\d+) days? ?)?(?:(?P<h>-?\d+):(?P<m>\d{2}):(?P<s>\d{2}(?:\.\d+)?))?$")

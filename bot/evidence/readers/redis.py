@@ -25,7 +25,7 @@ import re
 from typing import Any, ClassVar
 
 from bot.core.models import Finding, Severity, Signal
-from bot.evidence.reader import LinePattern, PatternReader, Reader, Tally
+from bot.evidence.reader import LinePattern, PatternReader, Reader, Tally, tally_findings
 
 _TARGET = re.compile(r"(?:connect to Redis at|connecting to|Redis connection to) (?P<target>[^\s,;]+?)[.:]?(?:\s|$)")
 
@@ -120,17 +120,9 @@ class RedisPing(Reader):
         return False
 
     def findings(self) -> list[Finding]:
-        return [
-            Finding(
-                kind=kind,
-                severity=Severity.OK,
-                summary="redis-cli ping: PONG (Redis answers)",
-                evidence=evidence,
-                data={**data, "count": count},
-                reader=self.name,
-            )
-            for kind, _key, count, evidence, data in self.tally.items()
-        ]
+        return tally_findings(
+            self.name, self.tally.items(), lambda *_: ("redis-cli ping: PONG (Redis answers)", Severity.OK)
+        )
 
 
 READERS = (RedisLog, RedisPing)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from bot.core.models import Finding, Severity, Signal
-from bot.evidence.reader import Reader, Tally
+from bot.evidence.reader import Reader, Tally, tally_findings
 
 #: Certificates expiring sooner than this are worth a warning.
 EXPIRY_WARNING = timedelta(days=14)
@@ -186,31 +186,20 @@ class TlsCheck(Reader):
             self.tally.add("tls.cert_valid", line, detail=f"notAfter {stamp}", not_after=not_after.isoformat())
 
     def findings(self) -> list[Finding]:
-        out: list[Finding] = []
         items = self.tally.items()
         failed = {kind for kind, *_ in items} & {"tls.handshake_failed", "tls.connect_failed"}
-        for kind, _key, count, evidence, data in items:
+
+        def describe(kind: str, _key: str, _count: int, data: dict[str, Any]) -> tuple[str, Severity] | None:
             if kind == "tls.verified" and failed:
-                continue  # s_client prints "Verify return code: 0 (ok)" even when no certificate came
-            values: dict[str, Any] = {"detail": "", **data}
-            summary = _SUMMARY[kind].format_map(values)
+                return None  # s_client prints "Verify return code: 0 (ok)" even when no certificate came
+            summary = _SUMMARY[kind].format_map({"detail": "", **data})
             if kind in {"tls.verified", "tls.cert_valid"}:
-                severity = Severity.OK
-            elif kind in {"tls.cert_expiring", "tls.checkend_expire", "tls.cert_untrusted"}:
-                severity = Severity.WARNING
-            else:
-                severity = Severity.CRITICAL
-            out.append(
-                Finding(
-                    kind=kind,
-                    severity=severity,
-                    summary=summary,
-                    evidence=evidence,
-                    data={**data, "count": count},
-                    reader=self.name,
-                )
-            )
-        return out
+                return summary, Severity.OK
+            if kind in {"tls.cert_expiring", "tls.checkend_expire", "tls.cert_untrusted"}:
+                return summary, Severity.WARNING
+            return summary, Severity.CRITICAL
+
+        return tally_findings(self.name, items, describe)
 
 
 READERS = (TlsCheck,)

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from bot.core.models import Finding, Severity, Signal
-from bot.evidence.reader import Reader, Tally
+from bot.evidence.reader import Reader, Tally, tally_findings
 
 _HEADER = "Traceback (most recent call last):"
 _EXCEPTION = re.compile(r"^((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*)(?:: ?(.*))?$")
@@ -47,6 +47,20 @@ _CONFIG_LINE = re.compile(r"((?:[A-Za-z_]\w*\.)*(?:ImproperlyConfigured|Undefine
 #: A traceback longer than this (frames + source lines) is abandoned: it was not a traceback after all.
 _MAX_TRACEBACK_LINES = 400
 _MAX_TYPES = 32
+
+
+def _describe(kind: str, _key: str, count: int, data: dict[str, Any]) -> tuple[str, Severity]:
+    types: dict[str, int] = data["exceptions"]
+    names = ", ".join(sorted(types, key=lambda t: -types[t])[:3])
+    if kind == "app.config_exception":
+        summary = f"{count}× the app stopped on missing/invalid configuration: {data['exception']}: {data['message']}"
+    elif kind == "app.django_500":
+        summary = f"{count}× Django answered 500 (Internal Server Error), e.g. {data['message']}"
+    elif kind == "app.java_out_of_memory":
+        summary = f"{count}× the JVM ran out of memory: {data['message']}"
+    else:
+        summary = f"{count} unhandled exceptions in the app ({names})"
+    return summary, Severity.WARNING if kind == "app.django_500" else Severity.CRITICAL
 
 
 def _unwrap(line: str) -> str:
@@ -189,32 +203,11 @@ class AppTraceback(Reader):
 
     # -- results --------------------------------------------------------------------------------------
     def findings(self) -> list[Finding]:
-        out: list[Finding] = []
-        for kind, _key, count, evidence, data in self.tally.items():
-            types = self._types.get(kind, {})
-            names = ", ".join(sorted(types, key=lambda t: -types[t])[:3])
-            if kind == "app.config_exception":
-                summary = (
-                    f"{count}× the app stopped on missing/invalid configuration: {data['exception']}: {data['message']}"
-                )
-            elif kind == "app.django_500":
-                summary = f"{count}× Django answered 500 (Internal Server Error), e.g. {data['message']}"
-            elif kind == "app.java_out_of_memory":
-                summary = f"{count}× the JVM ran out of memory: {data['message']}"
-            else:
-                summary = f"{count} unhandled exceptions in the app ({names})"
-            severity = Severity.WARNING if kind == "app.django_500" else Severity.CRITICAL
-            out.append(
-                Finding(
-                    kind=kind,
-                    severity=severity,
-                    summary=summary,
-                    evidence=evidence,
-                    data={**data, "exceptions": dict(types), "count": count},
-                    reader=self.name,
-                )
-            )
-        return out
+        items = [
+            (kind, key, count, evidence, {**data, "exceptions": dict(self._types.get(kind, {}))})
+            for kind, key, count, evidence, data in self.tally.items()
+        ]
+        return tally_findings(self.name, items, _describe)
 
 
 READERS = (AppTraceback,)
