@@ -9,60 +9,20 @@ PostgreSQL test gets a database of its own, dropped afterwards.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.adapters.db import SqlStore, create_engine, upgrade
 from bot.core.store import Store
-from bot.lab import postgres
-from bot.lab.errors import LabError
-from bot.lab.paths import LabPaths
-from bot.lab.process import free_port
 from bot.testing import MemoryStore
+from tests.conftest import Cluster
 
 SQL = ["sqlite", "postgresql"]
 ALL = ["memory", *SQL]
-
-
-@dataclass(frozen=True)
-class Cluster:
-    port: int
-
-    def admin(self) -> psycopg.Connection[tuple[object, ...]]:
-        return psycopg.connect(postgres.conninfo(self.port), autocommit=True)
-
-    def url(self, database: str) -> str:
-        return f"postgresql+asyncpg://{postgres.superuser()}@127.0.0.1:{self.port}/{database}"
-
-
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[Cluster]:
-    try:
-        postgres.bin_dir()
-    except LabError as exc:
-        pytest.fail(f"PostgreSQL server binaries are needed for the store tests: {exc}")
-    root = Path(tempfile.mkdtemp(prefix="incident-bot-dbtest-"))
-    root.chmod(0o755)  # the server runs as ``postgres`` and must reach its data dir below
-    paths = LabPaths(root)
-    paths.logs.mkdir()
-    port = free_port()
-    try:
-        postgres.init(paths, port)
-        with (paths.pg_data / "postgresql.conf").open("a", encoding="utf-8") as conf:
-            conf.write("max_connections = 60\n")  # the lab keeps 12; concurrency tests open more
-        postgres.start(paths)
-        yield Cluster(port)
-    finally:
-        postgres.stop(paths)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(params=ALL)
