@@ -11,7 +11,8 @@ its positional arguments, so nothing is ever parsed by a shell):
    form fails), concurrently.
 2. For each proxy the process table shows: ``<nginx binary> -T [-p PREFIX] [-c CONF]`` with the running
    master's own ``-p``/``-c`` (retried with ``sudo -n`` when it cannot read the configuration);
-   ``apache2ctl -S`` and ``apache2ctl -t -D DUMP_INCLUDES`` (``apachectl`` where that is missing),
+   ``apache2ctl [-d ROOT] [-f CONF] -S`` and ``apache2ctl [-d ROOT] [-f CONF] -t -D DUMP_INCLUDES`` with
+   the running master's own ``-d``/``-f`` (``apachectl`` where that is missing),
    then ``grep -hiE '<directives>' FILE...`` over the included files; HAProxy: ``cat`` of its ``-f``
    files (``*.cfg`` of a ``-f`` directory) and ``haproxy -c -f FILE...``.
 
@@ -64,6 +65,23 @@ def _absolute(path: str, base: str | None) -> str | None:
     return _path(posixpath.normpath(posixpath.join(base, path))) if base else None
 
 
+def _haproxy_log(targets: list[str]) -> str:
+    """Where a HAProxy's ``log`` lines end up as a file, when that can be told; else "".
+
+    HAProxy never writes a log file itself: its ``log`` targets are syslog sockets/addresses, ``stdout``/
+    ``stderr`` or rings. A local syslog socket (``/dev/log``, Debian's chroot ``/var/lib/haproxy/dev/log``)
+    or a loopback address goes through the local syslog daemon, which on Debian/Ubuntu files it as
+    ``/var/log/haproxy.log`` (``/etc/rsyslog.d/49-haproxy.conf`` of the haproxy package). ``stdout``/
+    ``stderr`` (the journal), remote syslog and no ``log`` line at all give no file.
+    """
+    for target in targets:
+        address = re.sub(r"^(?:udp[46]?|tcp[46]?|ipv[46])@", "", target)
+        host = address.rsplit(":", 1)[0].strip("[]") if not address.startswith("/") else ""
+        if address.removeprefix("unix@").startswith("/") or host in ("127.0.0.1", "::1", "localhost"):
+            return "/var/log/haproxy.log"
+    return ""
+
+
 def _join(values: list[str]) -> str:
     return ",".join(list(dict.fromkeys(v for v in values if v))[:MAX_LIST])
 
@@ -99,6 +117,7 @@ class Discovery(Runbook):
         proxies = table.get("proxies", [])[:MAX_PROXIES]
 
         dumps: list[tuple[str, CommandResult]] = []
+        apache_seen: list[list[str]] = []
         for proxy in proxies:
             if proxy["program"] == "nginx":
                 result = yield from self._nginx(proxy)
@@ -120,9 +139,12 @@ class Discovery(Runbook):
                     assert isinstance(cat, CommandResult) and isinstance(check, CommandResult)
                     dumps.append((f"haproxy config {' '.join(configs)}", cat))
                     findings.extend(self.read(check, ConfigTest))
-            elif proxy["program"] == "apache" and not any(h.startswith("apache") for h, _ in dumps):
-                results = yield from self._apache()
-                dumps.extend(results)
+            elif proxy["program"] == "apache":
+                argv = self._apache_args(proxy)
+                if argv not in apache_seen:
+                    apache_seen.append(argv)
+                    results = yield from self._apache(argv)
+                    dumps.extend(results)
 
         text = ""
         for header, result in [*dumps, *(("ss -ltnpx", r) for r in listeners)]:
@@ -156,17 +178,36 @@ class Discovery(Runbook):
                 return retry
         return result
 
-    def _apache(self) -> Generator[Step, Reply, list[tuple[str, CommandResult]]]:
+    @staticmethod
+    def _apache_args(proxy: dict[str, Any]) -> list[str]:
+        """The running master's own ``-d ROOT``/``-f CONF`` (a relative ``-f`` is under its ``-d``).
+
+        ``apache2ctl`` with no arguments reads the distribution's configuration (Debian: ``-d /etc/apache2``);
+        a master started with ``-f`` elsewhere would be described by a file it never read. ``apache2ctl``
+        passes unknown options to ``apache2`` after its own ``-d``, so the master's ``-d`` wins.
+        """
+        root = _path(proxy.get("server_root"))
+        conf = proxy.get("conf")
+        conf = _absolute(conf, root) if isinstance(conf, str) else None
+        argv: list[str] = []
+        if root:
+            argv += ["-d", root]
+        if conf:
+            argv += ["-f", conf]
+        return argv
+
+    def _apache(self, args: list[str]) -> Generator[Step, Reply, list[tuple[str, CommandResult]]]:
+        shown = " ".join(["apache2ctl", *args])
         s_out, includes = yield (
-            Command.pipeline(APACHECTL, "-S", timeout=15, label="apache2ctl -S"),
+            Command.pipeline(APACHECTL, *args, "-S", timeout=15, label=f"{shown} -S"),
             Command.pipeline(
-                APACHECTL, "-t", "-D", "DUMP_INCLUDES", timeout=15, label="apache2ctl -t -D DUMP_INCLUDES"
+                APACHECTL, *args, "-t", "-D", "DUMP_INCLUDES", timeout=15, label=f"{shown} -t -D DUMP_INCLUDES"
             ),
         )
         assert isinstance(s_out, CommandResult) and isinstance(includes, CommandResult)
         files = [m.group(1) for m in map(_INCLUDE.match, includes.stdout.splitlines()) if m]
         files = [f for f in (_path(x) for x in files) if f][:200]
-        out: list[tuple[str, CommandResult]] = [("apache2ctl -S", s_out)]
+        out: list[tuple[str, CommandResult]] = [(f"{shown} -S", s_out)]
         if files:
             grep = yield Command.of("grep", "-hiE", APACHE_DIRECTIVES, "--", *files, timeout=15)
             assert isinstance(grep, CommandResult)
@@ -196,6 +237,7 @@ class Discovery(Runbook):
         if apache or "apache" in by_program:
             data = by_program.get("apache", {})
             root = _path(apache[0].get("server_root")) if apache else None
+            root = root or _path(data.get("server_root"))
             root = root or ("/etc/httpd" if apache and "httpd" in str(apache[0].get("binary")) else "/etc/apache2")
             errors = list(data.get("error_logs", []))
             log_dir = posixpath.dirname(errors[0]) if errors and errors[0].startswith("/") else None
@@ -207,8 +249,8 @@ class Discovery(Runbook):
 
             facts["apache_error_log"] = _join([resolve(e) for e in errors])
             facts["apache_access_log"] = _join([resolve(a) for a in data.get("access_logs", [])])
-        if any(p["program"] == "haproxy" for p in proxies):
-            facts["haproxy_log"] = "/var/log/haproxy.log"
+        if any(p["program"] == "haproxy" for p in proxies) or "haproxy" in by_program:
+            facts["haproxy_log"] = _haproxy_log(by_program.get("haproxy", {}).get("log_targets", []))
         upstreams = [u for data in by_program.values() for u in data.get("upstreams", [])]
         facts["upstreams"] = _join(upstreams)
         facts["tls_hosts"] = _join([u for data in by_program.values() for u in data.get("tls_upstreams", [])])

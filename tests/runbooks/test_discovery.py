@@ -117,3 +117,69 @@ def test_process_table_keeps_masters_and_ignores_workers_and_lookalikes() -> Non
     assert all(p["pid"] not in (999, 1000) for items in data.values() for p in items)
     gunicorn = [p for p in data["app_servers"] if p["program"] == "gunicorn"]
     assert gunicorn and all(p["bind"][0].startswith("unix:/tmp/") for p in gunicorn)
+
+
+# -- Apache 2.4 and HAProxy 2.6 (recorded on this machine: masters started with -f under /tmp/dcap) --------------
+DCAP = "/tmp/dcap"
+APACHE_FPM = f"unix:{DCAP}/run/php-fpm.sock"
+
+
+def test_discovery_finds_apache_logs_and_upstreams_of_a_master_started_with_f() -> None:
+    """apache2 -f/-d of the running master: its ErrorLog/CustomLog files and both ProxyPass targets;
+    the fcgi socket nobody listens on is upstream_no_listener, the HTTP one names its listener."""
+    findings = drive(Discovery, {}, replies(FIXTURES / "apache_haproxy.json"))
+    facts = _facts(findings)
+    assert facts["apache_error_log"].split(",") == [
+        f"{DCAP}/apache/logs/error.log",
+        f"{DCAP}/apache/logs/site_error.log",
+    ]
+    assert facts["apache_access_log"] == f"{DCAP}/apache/logs/site_access.log"
+    assert {APACHE_FPM, "127.0.0.1:18081"} <= set(facts["upstreams"].split(","))
+    apache = {
+        f.data["upstream"]: f for f in findings if f.kind.startswith("proxy.upstream") and f.data["proxy"] == "apache"
+    }
+    assert apache[APACHE_FPM].kind == "proxy.upstream_no_listener"
+    assert apache[APACHE_FPM].evidence == (f'ProxyPass /php/ "{APACHE_FPM}|fcgi://localhost/var/www/"',)
+    assert apache["127.0.0.1:18081"].kind == "proxy.upstream_listening"
+    assert "python3" in apache["127.0.0.1:18081"].summary
+
+
+def test_apache2ctl_gets_the_running_masters_d_and_f() -> None:
+    """Plain apache2ctl reads /etc/apache2 (recorded: it described the distribution's default vhost and
+    ${APACHE_LOG_DIR} logs, not the running master); the runbook passes the master's -d/-f as argv."""
+    commands, _ = asked(Discovery, {}, replies(FIXTURES / "apache_haproxy.json"))
+    apache = [c for c in commands if "-S" in c.argv or "DUMP_INCLUDES" in c.argv]
+    assert [c.argv[4:8] for c in apache] == [("-d", f"{DCAP}/apache", "-f", f"{DCAP}/apache/httpd.conf")] * 2
+    plain = replies(FIXTURES / "apache_haproxy_without_f.json")["apache2ctl -S"]
+    assert isinstance(plain, CommandResult)
+    assert 'ServerRoot: "/etc/apache2"' in plain.stdout and DCAP not in plain.stdout
+
+
+def test_discovery_checks_haproxy_server_lines_against_listeners() -> None:
+    """HAProxy: both `server` lines are upstreams; the one with no listener is upstream_no_listener.
+    `log /dev/log` goes to the local syslog, which Debian's haproxy package files as /var/log/haproxy.log."""
+    findings = drive(Discovery, {}, replies(FIXTURES / "apache_haproxy.json"))
+    facts = _facts(findings)
+    assert {"127.0.0.1:18081", "127.0.0.1:18099"} <= set(facts["upstreams"].split(","))
+    assert facts["haproxy_log"] == "/var/log/haproxy.log"
+    haproxy = {
+        f.data["upstream"]: f for f in findings if f.kind.startswith("proxy.upstream") and f.data["proxy"] == "haproxy"
+    }
+    assert haproxy["127.0.0.1:18081"].kind == "proxy.upstream_listening"
+    assert haproxy["127.0.0.1:18099"].kind == "proxy.upstream_no_listener"
+    assert haproxy["127.0.0.1:18099"].evidence == ("server app2 127.0.0.1:18099 check",)
+    config = next(f for f in findings if f.kind == "proxy.config" and f.data["program"] == "haproxy")
+    assert config.data["log_targets"] == ["/dev/log"]
+    assert any(f.kind == "config_test.haproxy_ok" for f in findings)
+
+
+def test_haproxy_logging_to_stdout_or_remote_syslog_is_no_log_file() -> None:
+    """Near miss: HAProxy never writes a file itself; `log stdout` (journal) or a remote syslog gives no haproxy_log."""
+    recorded = replies(FIXTURES / "apache_haproxy.json")
+    key = f"cat {DCAP}/haproxy/haproxy.cfg"
+    cat = recorded[key]
+    assert isinstance(cat, CommandResult)
+    for target in ("stdout format raw local0", "10.0.0.5:514 local0"):
+        text = cat.stdout.replace("log /dev/log local0", f"log {target}")
+        findings = drive(Discovery, {}, {**recorded, key: cat.model_copy(update={"stdout": text})})
+        assert "haproxy_log" not in _facts(findings)

@@ -8,9 +8,10 @@ Reads, in one input, any of:
   ``grpc_pass`` targets (``http://unix:/path:/uri``, ``unix:/path``, ``host:port``, an upstream name;
   targets with ``$variables`` are resolved at run time and skipped).
 * HAProxy configuration files (header naming ``haproxy``): ``server NAME ADDR`` lines of ``backend``
-  and ``listen`` sections (``unix@/path``, ``/path``, ``ipv4@host:port``).
+  and ``listen`` sections (``unix@/path``, ``/path``, ``ipv4@host:port``); ``log TARGET`` lines
+  (``log global`` excepted) as ``log_targets``.
 * Apache httpd (header naming ``apache2ctl``/``apachectl``/``httpd``/``ProxyPass``): ``Main ErrorLog:``
-  of ``-S``, and ``ErrorLog``, ``CustomLog``, ``ProxyPass``/``ProxyPassMatch``, ``BalancerMember``,
+  and ``ServerRoot:`` of ``-S``, and ``ErrorLog``, ``CustomLog``, ``ProxyPass``/``ProxyPassMatch``, ``BalancerMember``,
   ``SetHandler "proxy:unix:/path|fcgi://..."`` lines.
 * ``ss -ltnpx`` / ``ss -ltnp`` / ``ss -lxp`` listener tables (iproute2 ``misc/ss.c``), under an ``ss``
   header or by their ``LISTEN`` rows.
@@ -48,6 +49,8 @@ _HAPROXY_SECTION = re.compile(
     r"http-errors|ring)\b"
 )
 _HAPROXY_SERVER = re.compile(r"^\s*server\s+\S+\s+(?P<addr>\S+)")
+_HAPROXY_LOG = re.compile(r"^\s*log\s+(?P<target>\S+)")
+_APACHE_ROOT = re.compile(r'^ServerRoot:\s*"?(?P<path>[^"\s]+)')
 _APACHE_MAIN_ERROR = re.compile(r'Main ErrorLog:\s*"?(?P<path>[^"\s]+)')
 _APACHE_DIRECTIVE = re.compile(
     r"^\s*(?P<name>ErrorLog|CustomLog|TransferLog|ProxyPass|ProxyPassMatch|BalancerMember|SetHandler)\s+"
@@ -107,6 +110,10 @@ class _Program:
     access_logs: list[str] = field(default_factory=list)
     #: (target, tls, the configuration line that names it)
     targets: list[tuple[str, bool, str]] = field(default_factory=list)
+    #: HAProxy ``log`` targets (``/dev/log``, ``127.0.0.1:514``, ``stdout``; ``log global`` excluded)
+    log_targets: list[str] = field(default_factory=list)
+    #: Apache's ``ServerRoot:`` as ``apache2ctl -S`` prints it
+    server_root: str = ""
     #: upstream block name → [(address, line)]
     groups: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
@@ -230,9 +237,15 @@ class ProxyConfig(Reader):
         if section:
             self._haproxy_section = section.group("kind")
             return
+        text = line.split("#", 1)[0]
+        log = _HAPROXY_LOG.match(text)
+        if log and log.group("target") != "global":
+            prog = self._program("haproxy")
+            prog.add(prog.log_targets, log.group("target"))
+            return
         if self._haproxy_section not in ("backend", "listen"):
             return
-        server = _HAPROXY_SERVER.match(line.split("#", 1)[0])
+        server = _HAPROXY_SERVER.match(text)
         if server is None:
             return
         addr = server.group("addr")
@@ -248,6 +261,10 @@ class ProxyConfig(Reader):
 
     def _apache(self, line: str) -> None:
         prog = self._program("apache")
+        root = _APACHE_ROOT.match(line)
+        if root:
+            prog.server_root = prog.server_root or root.group("path")
+            return
         main = _APACHE_MAIN_ERROR.search(line)
         if main:
             prog.add(prog.error_logs, main.group("path"))
@@ -372,6 +389,10 @@ class ProxyConfig(Reader):
                 "upstreams": [a for a, _, _ in upstreams],
                 "tls_upstreams": [a for a, tls, _ in upstreams if tls],
             }
+            if prog.log_targets:
+                data["log_targets"] = list(prog.log_targets)
+            if prog.server_root:
+                data["server_root"] = prog.server_root
             summary = f"{program} configuration: error log {', '.join(prog.error_logs) or 'not set'}; " + (
                 f"upstreams {', '.join(data['upstreams'])}" if upstreams else "no upstream"
             )
