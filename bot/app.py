@@ -6,16 +6,19 @@ once, and owns the resources for as long as it runs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bot.adapters.audit import JsonlAuditor, default_audit_path
 from bot.adapters.ssh import SshExecutor
 from bot.config import Settings
-from bot.core.models import Diagnosis
-from bot.core.ports import Progress
+from bot.core.incidents import Incident
+from bot.core.models import Diagnosis, Finding, Signal
+from bot.core.ports import Auditor, Prober, Progress
+from bot.core.probe import PROBE_SIGNALS
 from bot.diagnosis.engine import diagnose
-from bot.errors import UsageError
+from bot.errors import ConfigError, UsageError
 from bot.evidence.registry import load as load_readers
 from bot.runbook.base import Runbook
 from bot.runbook.registry import Catalog
@@ -77,9 +80,43 @@ async def run_diagnose(request: DiagnoseRequest, settings: Settings, progress: P
         progress=progress,
     )
     report = await runner.run(plans)
-    registry = load_readers()
-    signals = registry.signals()
+    return diagnose(report.findings, request.status, _signals(catalog), target=request.target)
+
+
+def _signals(catalog: Catalog) -> dict[str, Signal]:
+    """What every finding kind suggests: the evidence readers', the runbooks' readers' and the probe's."""
+    signals = dict(load_readers().signals())
     for runbook in catalog.runbooks.values():
         for reader in runbook.readers:
             signals.update(reader.signals)
-    return diagnose(report.findings, request.status, signals, target=request.target)
+    signals.update(PROBE_SIGNALS)
+    return signals
+
+
+async def diagnose_incident(
+    incident: Incident,
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    auditor: Auditor | None,
+    prober: Prober | None,
+) -> Diagnosis:
+    """An incident's diagnosis job: its service's configured hosts (never hosts from the alert) over
+    SSH and, when the service has a URL, the confirmation probe of it, side by side; then the rules."""
+    name = incident.service
+    service = settings.services.get(name) if name is not None else None
+    if name is None or service is None:
+        raise ConfigError("services", f"incident {incident.id} has no service of the configuration")
+    request = DiagnoseRequest(target=name, status=incident.status, trigger=f"incident:{incident.id}", adhoc=False)
+    plans = plans_for(request, settings, catalog)
+    executor = SshExecutor(auditor, request.trigger, command_timeout=settings.ssh.command_timeout)
+    runner = Runner(executor, deadline=settings.ssh.deadline, max_parallel_hosts=settings.ssh.max_parallel_hosts)
+
+    async def probed() -> list[Finding]:
+        if prober is None or not service.url:
+            return []
+        return (await prober.probe(service.url)).findings()
+
+    report, probe_findings = await asyncio.gather(runner.run(plans), probed())
+    findings = [*probe_findings, *report.findings]
+    return diagnose(findings, incident.status, _signals(catalog), target=name)

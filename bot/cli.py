@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -202,7 +202,9 @@ def _store_call(config: str | None, what: str, incident_id: str | None = None) -
                 return await store.list_incidents(limit=50)
             assert incident_id is not None
             found = await store.get_incident(incident_id)
-            return (found, await store.timeline(incident_id)) if found else None
+            if found is None:
+                return None
+            return found, await store.timeline(incident_id), await store.get_diagnosis(incident_id)
         finally:
             await engine.dispose()
 
@@ -241,9 +243,11 @@ def incidents_show(
     if found is None:
         raise UsageErrorNoIncident(incident_id)
     assert isinstance(found, tuple)
-    incident, timeline = found
+    incident, timeline, diagnosis = found
     if as_json:
         body = {**incident.model_dump(mode="json"), "timeline": [e.model_dump(mode="json") for e in timeline]}
+        if diagnosis is not None:
+            body["diagnosis"] = diagnosis
         sys.stdout.write(json.dumps(body, indent=2) + "\n")
         return
     console = Console(highlight=False, soft_wrap=True)
@@ -254,6 +258,24 @@ def incidents_show(
     )
     for event in timeline:
         console.print(f"  {event.at:%Y-%m-%d %H:%M:%S}Z  {event.kind:<16} {event.text}", markup=False)
+    if diagnosis is not None:
+        _print_diagnosis(console, diagnosis)
+
+
+def _print_diagnosis(console: Console, diagnosis: dict[str, Any]) -> None:
+    """The stored diagnosis: its top cause and the evidence quoted for it."""
+    causes = diagnosis.get("causes") or []
+    if not causes:
+        console.print("diagnosis: no cause found", markup=False)
+        return
+    top = causes[0]
+    console.print(
+        f"diagnosis: {top.get('title', top.get('id'))} ({top.get('id')}, {float(top.get('confidence', 0)):.0%})",
+        markup=False,
+        style="bold",
+    )
+    for line in top.get("evidence") or []:
+        console.print(f"  > {line}", markup=False)
 
 
 runbooks_app = typer.Typer(help="The runbooks this installation has.", no_args_is_help=True)

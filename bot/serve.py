@@ -1,21 +1,39 @@
 """``incident-bot serve``: the HTTP API on the store, owned by one async lifespan.
 
 Built from the settings once: the SQL store (the embedded SQLite database is migrated on start; a
-PostgreSQL one needs ``incident-bot db upgrade``), the incident service with routing, and the FastAPI
-app run by uvicorn. Refuses to listen on a non-loopback address while a token is unset (DESIGN §4.4).
+PostgreSQL one needs ``incident-bot db upgrade``), the incident service with routing, the FastAPI
+app run by uvicorn and, on the same event loop, the diagnosis worker that runs the queued jobs (its
+SSH commands audited to the store). When uvicorn stops (SIGINT/SIGTERM) the worker is stopped too: a
+job it was running stays leased and is run again once the lease expires. Refuses to listen on a
+non-loopback address while a token is unset (DESIGN §4.4).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
-from datetime import UTC, datetime
+import os
+import signal
+import socket
+import threading
+from collections.abc import Generator
+from datetime import UTC, datetime, timedelta
 
 import uvicorn
 
+from bot.adapters.audit import StoreAuditor
 from bot.adapters.db import SqlStore, create_engine, upgrade
 from bot.adapters.http import build_api
+from bot.adapters.probe import HttpxProber
+from bot.app import diagnose_incident
 from bot.config import Settings
+from bot.core.incidents import Incident
+from bot.core.models import Diagnosis
+from bot.core.store import Store
 from bot.errors import ConfigError
+from bot.runbook.registry import load as load_runbooks
+from bot.services.diagnosis_jobs import DiagnosisWorker
 from bot.services.incidents import IncidentService
 from bot.services.routing import group_key, route
 
@@ -54,6 +72,48 @@ def check_exposure(settings: Settings) -> None:
         raise ConfigError("listen", f"{host} is not a loopback address and {' and '.join(missing)} is unset")
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that SIGINT/SIGTERM make :meth:`serve` return instead of being raised
+    again once it stops (uvicorn's default), so the worker is stopped and the engine disposed of."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+#: Time a job may take beyond the SSH deadline (the probe, saving) before its lease runs out.
+LEASE_MARGIN = timedelta(seconds=60)
+
+
+def diagnosis_worker(settings: Settings, store: Store) -> DiagnosisWorker:
+    """The worker of this process: each job's SSH commands go to the store's audit table."""
+    catalog = load_runbooks()
+    prober = HttpxProber()
+
+    async def run_job(incident: Incident) -> Diagnosis:
+        auditor = StoreAuditor(store)
+        try:
+            return await diagnose_incident(incident, settings, catalog, auditor=auditor, prober=prober)
+        finally:
+            await auditor.flush()
+
+    return DiagnosisWorker(
+        store,
+        run_job,
+        clock=lambda: datetime.now(UTC),
+        worker_id=f"{socket.gethostname()}:{os.getpid()}",
+        lease=timedelta(seconds=settings.ssh.deadline) + LEASE_MARGIN,
+    )
+
+
 async def serve(settings: Settings) -> None:
     check_exposure(settings)
     host, port = listen_address(settings)
@@ -76,6 +136,14 @@ async def serve(settings: Settings) -> None:
             api_token=secrets.api_token.get_secret_value() if secrets.api_token else None,
         )
         config = uvicorn.Config(api, host=host, port=port, log_level="info", access_log=False, lifespan="off")
-        await uvicorn.Server(config).serve()
+        stop = asyncio.Event()
+        worker = asyncio.create_task(diagnosis_worker(settings, store).run_forever(stop), name="diagnosis-worker")
+        try:
+            await _Server(config).serve()
+        finally:
+            stop.set()
+            worker.cancel()  # a job in flight stays leased: it runs again after the lease expires
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
     finally:
         await engine.dispose()

@@ -8,11 +8,12 @@ command outputs.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -188,6 +189,8 @@ class MemoryStore:
         self.job_states: dict[str, _JobState] = {}
         self.message_states: dict[str, _MessageState] = {}
         self.audit: list[AuditEntry] = []
+        #: (incident id, at, body) of every diagnosis saved, in the order saved.
+        self.diagnoses: list[tuple[str, datetime, dict[str, Any]]] = []
         self.counter = 0
         self._lock = asyncio.Lock()
 
@@ -266,6 +269,16 @@ class MemoryStore:
             st = self.message_states.get(message_id)
             if st is not None and st.delivered_at is None:
                 st.next_attempt_at = at
+
+    async def save_diagnosis(self, incident_id: str, diagnosis_json: dict[str, Any], at: datetime) -> None:
+        async with self._lock:
+            if incident_id not in self.incidents:  # the SQL store's foreign key refuses it too
+                raise KeyError(f"no incident {incident_id!r}")
+            self.diagnoses.append((incident_id, at, copy.deepcopy(diagnosis_json)))
+
+    async def get_diagnosis(self, incident_id: str) -> dict[str, Any] | None:
+        found = [(at, n, body) for n, (iid, at, body) in enumerate(self.diagnoses) if iid == incident_id]
+        return copy.deepcopy(max(found, key=lambda f: (f[0], f[1]))[2]) if found else None
 
     async def record_audit(self, entry: AuditEntry) -> None:
         self.audit.append(entry)

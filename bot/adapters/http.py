@@ -4,7 +4,8 @@
   up to ``max_body`` bytes (413 beyond); bad JSON or a bad field is a 400 naming the field; the answer is
   2xx only after the incident service has committed every alert; a failure of the store is a 503 so
   Alertmanager retries (it never retries a 4xx).
-- ``GET /api/incidents``, ``GET /api/incidents/{id}``: the API token when configured.
+- ``GET /api/incidents``, ``GET /api/incidents/{id}``: the API token when configured; one incident comes
+  with its timeline and, once a worker has diagnosed it, its latest ``diagnosis`` (DESIGN §4.2 shape).
 - ``GET /healthz``: 200 when the store answers, else 503.
 
 Nothing slow runs in a request: diagnoses and chat messages are queued by the service and done by
@@ -122,7 +123,11 @@ def build_api(
         if found is None:
             return _error(404, "not_found", f"no incident {incident_id!r}")
         events = await store.timeline(incident_id)
-        return JSONResponse({**_incident_json(found), "timeline": [e.model_dump(mode="json") for e in events]})
+        body = {**_incident_json(found), "timeline": [e.model_dump(mode="json") for e in events]}
+        diagnosis = await store.get_diagnosis(incident_id)
+        if diagnosis is not None:
+            body["diagnosis"] = diagnosis
+        return JSONResponse(body)
 
     @api.get("/healthz")
     async def healthz() -> JSONResponse:

@@ -58,6 +58,7 @@ EventKind = Literal[
     "resolved",
     "diagnosis_queued",
     "diagnosis_done",
+    "diagnosis_failed",
     "note",
 ]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.core.incidents import Incident, Job, OutboxMessage, StoredAlert, TimelineEvent
 from bot.core.ports import AuditEntry
@@ -109,6 +109,14 @@ class Store(Protocol):
 
     async def retry_message(self, message_id: str, at: datetime) -> None:
         """Offer an undelivered message again at ``at`` (and hold back its incident's later messages)."""
+        ...
+
+    async def save_diagnosis(self, incident_id: str, diagnosis_json: dict[str, Any], at: datetime) -> None:
+        """Keep a diagnosis of the incident (its JSON shape); earlier ones are kept too."""
+        ...
+
+    async def get_diagnosis(self, incident_id: str) -> dict[str, Any] | None:
+        """The incident's latest diagnosis (by ``at``, then by order saved), or None."""
         ...
 
     async def record_audit(self, entry: AuditEntry) -> None: ...

@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.adapters.db.engine import SQLITE_BEGIN
-from bot.adapters.db.tables import alerts, audit, counters, events, groups, incidents, jobs, outbox
+from bot.adapters.db.tables import alerts, audit, counters, diagnoses, events, groups, incidents, jobs, outbox
 from bot.core.incidents import Incident, IncidentState, Job, OutboxMessage, StoredAlert, TimelineEvent
 from bot.core.ports import AuditEntry
 from bot.core.store import MESSAGE_LEASE, ClaimedJob, ClaimedMessage, Store, Transaction
@@ -293,6 +293,24 @@ class SqlStore:
         stmt = update(outbox).where(undelivered).values(next_attempt_at=at)
         async with self._writer.begin() as conn:
             await conn.execute(stmt)
+
+    # -- diagnoses ---------------------------------------------------------------------------------
+
+    async def save_diagnosis(self, incident_id: str, diagnosis_json: dict[str, Any], at: datetime) -> None:
+        stmt = diagnoses.insert().values(incident_id=incident_id, at=at, body=diagnosis_json)
+        async with self._writer.begin() as conn:
+            await conn.execute(stmt)
+
+    async def get_diagnosis(self, incident_id: str) -> dict[str, Any] | None:
+        stmt = (
+            select(diagnoses.c.body)
+            .where(diagnoses.c.incident_id == incident_id)
+            .order_by(diagnoses.c.at.desc(), diagnoses.c.id.desc())
+            .limit(1)
+        )
+        async with self._read() as conn:
+            body = (await conn.execute(stmt)).scalar_one_or_none()
+        return dict(body) if body is not None else None
 
     # -- audit -------------------------------------------------------------------------------------
 

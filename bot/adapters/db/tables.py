@@ -194,3 +194,14 @@ audit = Table(
     Column("error", Text),
     Index("ix_audit_at", "at"),
 )
+
+#: Every diagnosis a worker made of an incident (the latest one is the incident's current diagnosis).
+diagnoses = Table(
+    "diagnoses",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("incident_id", String(64), _incident_fk(), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("body", Json, nullable=False),
+    Index("ix_diagnoses_incident_id", "incident_id"),
+)

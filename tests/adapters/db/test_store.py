@@ -420,3 +420,28 @@ async def test_audit_entries_are_kept_newest_first(store: Store) -> None:
         await store.record_audit(entry)
     assert await store.audit_log() == list(reversed(entries))
     assert await store.audit_log(limit=1) == [entries[1]]
+
+
+# -- diagnoses -------------------------------------------------------------------------------------
+
+
+async def test_the_latest_diagnosis_of_an_incident_is_read_back_as_saved(store: Store) -> None:
+    await seed(store, incident(1), incident(2, key="other:5xx"))
+    assert await store.get_diagnosis("1") is None
+    first = {"status": 502, "causes": [{"id": "upstream_down", "evidence": ["connect() failed (111)"]}], "notes": []}
+    second = {"status": 502, "causes": [{"id": "upstream_timeout", "confidence": 0.5}], "findings": [{"n": [1, 2]}]}
+    await store.save_diagnosis("1", first, T0)
+    assert await store.get_diagnosis("1") == first
+    await store.save_diagnosis("1", second, T0 + timedelta(minutes=1))
+    await store.save_diagnosis("1", first, T0 - timedelta(minutes=1))  # older, saved late: not the latest
+    assert await store.get_diagnosis("1") == second
+    assert await store.get_diagnosis("2") is None
+    await store.save_diagnosis("2", first, T0)
+    await store.save_diagnosis("2", second, T0)  # same time: the one saved last wins
+    assert await store.get_diagnosis("2") == second
+
+
+async def test_a_diagnosis_needs_its_incident(store: Store) -> None:
+    with pytest.raises(Exception):  # noqa: B017 - KeyError in memory, IntegrityError in SQL
+        await store.save_diagnosis("404", {"causes": []}, T0)
+    assert await store.get_diagnosis("404") is None
