@@ -11,14 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bot.adapters.audit import JsonlAuditor, default_audit_path
+from bot.adapters.http import GrafanaSigning
 from bot.adapters.ssh import SshExecutor
 from bot.config import Settings
+from bot.core.commands import Command
 from bot.core.incidents import Incident
 from bot.core.models import Diagnosis, Finding, Signal
-from bot.core.ports import Auditor, Prober, Progress
+from bot.core.ports import Auditor, Executor, Prober, Progress
 from bot.core.probe import PROBE_SIGNALS
 from bot.diagnosis.engine import diagnose
-from bot.errors import ConfigError, UsageError
+from bot.errors import BotError, ConfigError, UsageError
 from bot.evidence.registry import load as load_readers
 from bot.runbook.base import Runbook
 from bot.runbook.registry import Catalog
@@ -120,3 +122,49 @@ async def diagnose_incident(
     report, probe_findings = await asyncio.gather(runner.run(plans), probed())
     findings = [*probe_findings, *report.findings]
     return diagnose(findings, incident.status, _signals(catalog), target=name)
+
+
+def grafana_signing(settings: Settings) -> GrafanaSigning | None:
+    """How ``/alerts/grafana`` checks signatures: only when ``INCIDENT_BOT_GRAFANA_HMAC_SECRET`` is set."""
+    secret = settings.secrets.grafana_hmac_secret
+    if secret is None:
+        return None
+    grafana = settings.grafana
+    return GrafanaSigning(
+        secret.get_secret_value(),
+        header=grafana.hmac_header,
+        timestamp_header=grafana.timestamp_header,
+        max_age=grafana.max_age,
+    )
+
+
+@dataclass(frozen=True)
+class HostCheck:
+    """One host of ``config check``: reached (an SSH session ran ``true``) or the typed error why not."""
+
+    host: str
+    ok: bool
+    #: ``ok``, or ``<error code>: <safe one-line message>``.
+    detail: str
+
+
+async def check_hosts(settings: Settings, executor: Executor | None = None) -> list[HostCheck]:
+    """Open an SSH session to every configured host and run ``true`` (no runbook, nothing audited), all
+    hosts at once up to ``ssh.max_parallel_hosts``; in the configuration's host order."""
+    ssh = executor or SshExecutor(None, "config-check", command_timeout=settings.ssh.connect_timeout)
+    gate = asyncio.Semaphore(settings.ssh.max_parallel_hosts)
+
+    async def check(name: str) -> HostCheck:
+        async with gate:
+            try:
+                [target] = resolve(name, settings, adhoc=False)
+                async with ssh.session(target) as session:
+                    result = await session.run(Command.of("true", label="config check"))
+            except BotError as exc:
+                return HostCheck(name, False, f"{exc.code}: {exc.user_message()}")
+        if result.exit_status == 0:
+            return HostCheck(name, True, "ok")
+        why = result.error or f"exit status {result.exit_status}"
+        return HostCheck(name, False, f"command_failed: `true` did not succeed ({why})")
+
+    return list(await asyncio.gather(*(check(name) for name in settings.hosts)))

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,7 +24,12 @@ from bot.evidence.registry import load
 from bot.services.explain import explain_files
 
 if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.core.store import Store
     from bot.lab import Lab
+    from bot.services.incidents import ActionResult
+
+T = TypeVar("T")
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -184,7 +191,8 @@ incidents_app = typer.Typer(help="Read the incidents in the store.", no_args_is_
 app.add_typer(incidents_app, name="incidents")
 
 
-def _store_call(config: str | None, what: str, incident_id: str | None = None) -> object:
+def _on_store(config: str | None, work: Callable[[Store, Settings], Awaitable[T]]) -> T:
+    """Run ``work`` on the configured store (the embedded SQLite one migrated first), then close it."""
     import asyncio  # noqa: PLC0415
 
     from bot.adapters.db import SqlStore, create_engine, upgrade  # noqa: PLC0415
@@ -192,23 +200,29 @@ def _store_call(config: str | None, what: str, incident_id: str | None = None) -
 
     settings = load_settings(config)
 
-    async def run() -> object:
+    async def run() -> T:
         engine = create_engine(settings.database_url)
         try:
             if engine.dialect.name == "sqlite":
                 await upgrade(engine)
-            store = SqlStore(engine)
-            if what == "list":
-                return await store.list_incidents(limit=50)
-            assert incident_id is not None
-            found = await store.get_incident(incident_id)
-            if found is None:
-                return None
-            return found, await store.timeline(incident_id), await store.get_diagnosis(incident_id)
+            return await work(SqlStore(engine), settings)
         finally:
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def _store_call(config: str | None, what: str, incident_id: str | None = None) -> object:
+    async def work(store: Store, _: Settings) -> object:
+        if what == "list":
+            return await store.list_incidents(limit=50)
+        assert incident_id is not None
+        found = await store.get_incident(incident_id)
+        if found is None:
+            return None
+        return found, await store.timeline(incident_id), await store.get_diagnosis(incident_id)
+
+    return _on_store(config, work)
 
 
 @incidents_app.command("list", help="The latest incidents, newest first.")
@@ -276,6 +290,130 @@ def _print_diagnosis(console: Console, diagnosis: dict[str, Any]) -> None:
     )
     for line in top.get("evidence") or []:
         console.print(f"  > {line}", markup=False)
+
+
+def _default_actor() -> str:
+    import getpass  # noqa: PLC0415
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _act(config: str | None, incident_id: str, action: str, actor: str) -> ActionResult:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from bot.services.incidents import IncidentService  # noqa: PLC0415
+    from bot.services.routing import group_key, route  # noqa: PLC0415
+
+    async def work(store: Store, settings: Settings) -> ActionResult:
+        service = IncidentService(
+            store, route=lambda a: route(a, settings), group=group_key, clock=lambda: datetime.now(UTC)
+        )
+        if action == "ack":
+            return await service.acknowledge(incident_id, actor)
+        return await service.resolve(incident_id, actor)
+
+    return _on_store(config, work)
+
+
+ActorOption = Annotated[
+    str | None, typer.Option("--actor", metavar="NAME", help="Who does it (default: cli:<your login>).")
+]
+
+
+@incidents_app.command(
+    "ack", help="Acknowledge an incident. Exits 0 when acknowledged (or already was), 1 when it is already resolved."
+)
+def incidents_ack(
+    incident_id: Annotated[str, typer.Argument(metavar="ID")],
+    actor: ActorOption = None,
+    config: Annotated[str | None, typer.Option("--config", metavar="FILE")] = None,
+) -> None:
+    result = _act(config, incident_id, "ack", actor or _default_actor())
+    incident = result.incident
+    if result.outcome == "not_found" or incident is None:
+        raise UsageErrorNoIncident(incident_id)
+    if result.outcome == "already_resolved":
+        sys.stderr.write(f"incident-bot: incident #{incident_id} is already resolved\n")
+        raise typer.Exit(1)
+    if result.outcome == "already_acknowledged":
+        when = f" at {incident.acknowledged_at:%Y-%m-%d %H:%M:%S}Z" if incident.acknowledged_at else ""
+        sys.stdout.write(f"incident #{incident_id} was already acknowledged by {incident.acknowledged_by}{when}\n")
+        return
+    sys.stdout.write(f"incident #{incident_id} acknowledged by {incident.acknowledged_by}\n")
+
+
+@incidents_app.command("resolve", help="Resolve an incident by hand. Exits 1 when it was already resolved.")
+def incidents_resolve(
+    incident_id: Annotated[str, typer.Argument(metavar="ID")],
+    actor: ActorOption = None,
+    config: Annotated[str | None, typer.Option("--config", metavar="FILE")] = None,
+) -> None:
+    result = _act(config, incident_id, "resolve", actor or _default_actor())
+    if result.outcome == "not_found" or result.incident is None:
+        raise UsageErrorNoIncident(incident_id)
+    if result.outcome == "already_resolved":
+        sys.stderr.write(f"incident-bot: incident #{incident_id} is already resolved\n")
+        raise typer.Exit(1)
+    sys.stdout.write(f"incident #{incident_id} resolved\n")
+
+
+class ExportFormat(StrEnum):
+    markdown = "markdown"
+    json = "json"
+
+
+@incidents_app.command(
+    "export", help="A postmortem skeleton of an incident: timeline, time to acknowledge and resolve, the cause."
+)
+def incidents_export(
+    incident_id: Annotated[str, typer.Argument(metavar="ID")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="markdown or json.")] = ExportFormat.markdown,
+    config: Annotated[str | None, typer.Option("--config", metavar="FILE")] = None,
+) -> None:
+    from bot.services.export import to_json, to_markdown  # noqa: PLC0415
+
+    found = _store_call(config, "show", incident_id)
+    if found is None:
+        raise UsageErrorNoIncident(incident_id)
+    assert isinstance(found, tuple)
+    incident, timeline, diagnosis = found
+    if fmt is ExportFormat.json:
+        sys.stdout.write(json.dumps(to_json(incident, timeline, diagnosis), indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(to_markdown(incident, timeline, diagnosis))
+
+
+config_app = typer.Typer(help="The configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command(
+    "check",
+    help="Validate the configuration and open an SSH session to every host (runs `true`, nothing else). "
+    "Prints one line per host; exits 1 when a host cannot be reached, 2 when the configuration is invalid.",
+)
+def config_check(
+    config: Annotated[str | None, typer.Option("--config", metavar="FILE", help="Configuration file.")] = None,
+) -> None:
+    import asyncio  # noqa: PLC0415
+
+    from bot.app import check_hosts  # noqa: PLC0415
+    from bot.config import load_settings  # noqa: PLC0415
+
+    settings = load_settings(config)
+    source = settings.source or "built-in defaults"
+    sys.stdout.write(
+        f"configuration ok ({source}): {len(settings.hosts)} host(s), {len(settings.services)} service(s)\n"
+    )
+    checks = asyncio.run(check_hosts(settings))
+    width = max((len(c.host) for c in checks), default=0)
+    for check in checks:
+        sys.stdout.write(f"{check.host:<{width}}  {check.detail}\n")
+    if any(not c.ok for c in checks):
+        raise typer.Exit(1)
 
 
 runbooks_app = typer.Typer(help="The runbooks this installation has.", no_args_is_help=True)
@@ -380,7 +518,8 @@ def main() -> None:
     and a ``format_message()``), not by importing a private module.
     """
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns the code of a ``typer.Exit`` instead of exiting with it.
+        code = app(standalone_mode=False)
     except BotError as exc:
         sys.stderr.write(f"incident-bot: error: {exc.user_message()}\n")
         sys.exit(exc.exit_code)
@@ -400,3 +539,5 @@ def main() -> None:
         message = " ".join(str(format_message()).split())
         sys.stderr.write(f"incident-bot: error: {message} (see --help)\n")
         sys.exit(2)
+    if isinstance(code, int) and code:
+        sys.exit(code)

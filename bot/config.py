@@ -80,6 +80,25 @@ class ServiceConfig(BaseModel):
     chat: ServiceChat = Field(default_factory=ServiceChat)
 
 
+class GrafanaConfig(BaseModel):
+    """Grafana webhook signing (checked only when ``INCIDENT_BOT_GRAFANA_HMAC_SECRET`` is set).
+
+    Grafana's contact point "HMAC Signature" option signs the body with HMAC-SHA256 and sends the hex
+    digest in a header, ``X-Grafana-Alerting-Signature`` unless configured otherwise; with a timestamp
+    header configured it signs ``timestamp + ":" + body`` instead. Source: Grafana docs, "Configure
+    webhook notifications", section "HMAC signature"
+    (https://grafana.com/docs/grafana/latest/alerting/configure-notifications/manage-contact-points/integrations/webhook-notifier/).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    hmac_header: str = Field(default="X-Grafana-Alerting-Signature", min_length=1)
+    #: Grafana's optional "Timestamp Header"; when set here the signature covers ``timestamp:body``.
+    timestamp_header: str | None = None
+    #: How old a signed timestamp may be, in seconds (replay protection; only with ``timestamp_header``).
+    max_age: float = Field(default=300.0, gt=0)
+
+
 class Secrets(BaseModel):
     """Secrets come from the environment only, never from the file."""
 
@@ -91,6 +110,7 @@ class Secrets(BaseModel):
     telegram_bot_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None
     pagerduty_routing_key: SecretStr | None = None
+    grafana_hmac_secret: SecretStr | None = None
 
 
 class Settings(BaseModel):
@@ -101,6 +121,7 @@ class Settings(BaseModel):
     ssh: SshDefaults = Field(default_factory=SshDefaults)
     hosts: dict[str, HostConfig] = Field(default_factory=dict)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
+    grafana: GrafanaConfig = Field(default_factory=GrafanaConfig)
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
     source: str | None = Field(default=None, exclude=True)
 
@@ -124,6 +145,7 @@ _SECRET_ENV = {
     "telegram_bot_token": "TELEGRAM_BOT_TOKEN",
     "telegram_webhook_secret": "TELEGRAM_WEBHOOK_SECRET",
     "pagerduty_routing_key": "PAGERDUTY_ROUTING_KEY",
+    "grafana_hmac_secret": "INCIDENT_BOT_GRAFANA_HMAC_SECRET",
 }
 
 

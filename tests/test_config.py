@@ -73,3 +73,17 @@ def test_numeric_facts_in_yaml_become_text(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("hosts: {db: {address: 127.0.0.1, facts: {pg_port: 5432, pg_host: 127.0.0.1}}}")
     assert load_settings(str(path), env={}).hosts["db"].facts == {"pg_port": "5432", "pg_host": "127.0.0.1"}
+
+
+def test_the_grafana_hmac_secret_comes_from_the_environment_and_the_header_from_the_file(tmp_path: Path) -> None:
+    from bot.app import grafana_signing
+
+    path = tmp_path / "c.yaml"
+    path.write_text("grafana:\n  hmac_header: X-Grafana-Signature\n")
+    assert grafana_signing(load_settings(str(path), env={})) is None
+    settings = load_settings(str(path), env={"INCIDENT_BOT_GRAFANA_HMAC_SECRET": "s3cret"})
+    signing = grafana_signing(settings)
+    assert signing is not None and signing.secret == "s3cret" and signing.header == "X-Grafana-Signature"
+    assert "s3cret" not in repr(settings)
+    default = grafana_signing(load_settings(None, env={"INCIDENT_BOT_GRAFANA_HMAC_SECRET": "x"}))
+    assert default is not None and default.header == "X-Grafana-Alerting-Signature"

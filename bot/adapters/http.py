@@ -6,7 +6,14 @@
   Alertmanager retries (it never retries a 4xx).
 - ``GET /api/incidents``, ``GET /api/incidents/{id}``: the API token when configured; one incident comes
   with its timeline and, once a worker has diagnosed it, its latest ``diagnosis`` (DESIGN §4.2 shape).
-- ``GET /healthz``: 200 when the store answers, else 503.
+- ``POST /api/incidents/{id}/ack`` and ``/resolve``: the API token; an optional JSON body
+  ``{"actor": "..."}`` (default ``api``); 200 with the incident and ``outcome`` (acknowledging twice
+  answers ``already_acknowledged`` and changes nothing), 404 for an unknown incident, 409 when it is
+  already resolved.
+- ``POST /alerts/grafana`` with a Grafana HMAC secret configured: the body must be signed (see
+  :class:`GrafanaSigning`), else 401 and nothing is stored.
+- ``GET /healthz``: 200 when the store answers, else 503. ``GET /metrics``: Prometheus text
+  (``bot.adapters.metrics``), open like ``/healthz`` so a scraper needs no token.
 
 Nothing slow runs in a request: diagnoses and chat messages are queued by the service and done by
 workers.
@@ -14,15 +21,20 @@ workers.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
-from typing import Any
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from bot.adapters.intake import SOURCES
+from bot.adapters.metrics import CONTENT_TYPE, Metrics
 from bot.core.incidents import Incident, Intake
 from bot.core.store import Store
 from bot.errors import PayloadError
@@ -30,6 +42,58 @@ from bot.errors import PayloadError
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 1 << 20
+MAX_ACTOR = 255
+
+
+class ActionResult(Protocol):
+    """What ``acknowledge``/``resolve`` answer (``bot.services.incidents.ActionResult``)."""
+
+    @property
+    def outcome(self) -> str: ...
+
+    @property
+    def incident(self) -> Incident | None: ...
+
+
+class IncidentDesk(Intake, Protocol):
+    """The incident service as the HTTP API uses it: alerts in, a person's actions."""
+
+    async def acknowledge(self, incident_id: str, actor: str) -> ActionResult: ...
+
+    async def resolve(self, incident_id: str, actor: str) -> ActionResult: ...
+
+
+@dataclass(frozen=True)
+class GrafanaSigning:
+    """Grafana's webhook HMAC: ``hex(HMAC-SHA256(secret, body))`` in ``header``; with a timestamp header,
+    the signed text is ``timestamp + ":" + body`` and the timestamp may be at most ``max_age`` seconds
+    off. Per Grafana's docs ("Configure webhook notifications", section "HMAC signature":
+    https://grafana.com/docs/grafana/latest/alerting/configure-notifications/manage-contact-points/integrations/webhook-notifier/),
+    the default header is ``X-Grafana-Alerting-Signature`` and the value is plain hex; a ``sha256=``
+    prefix (GitHub's style, used by some relays) is accepted too."""
+
+    secret: str
+    header: str = "X-Grafana-Alerting-Signature"
+    timestamp_header: str | None = None
+    max_age: float = 300.0
+    clock: Callable[[], float] = time.time
+
+    def verify(self, request: Request, body: bytes) -> bool:
+        given = request.headers.get(self.header, "").strip()
+        if given[:7].lower() == "sha256=":
+            given = given[7:]
+        signed = body
+        if self.timestamp_header is not None:
+            stamp = request.headers.get(self.timestamp_header, "").strip()
+            try:
+                age = abs(self.clock() - float(stamp))
+            except ValueError:
+                return False
+            if age > self.max_age:
+                return False
+            signed = stamp.encode() + b":" + body
+        expected = hmac.new(self.secret.encode(), signed, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(given.lower().encode(), expected.encode())
 
 
 class _TooLarge(Exception):
@@ -66,15 +130,34 @@ def _incident_json(incident: Incident) -> dict[str, Any]:
     return incident.model_dump(mode="json")
 
 
+def _actor(raw: bytes) -> str | JSONResponse:
+    """The ``actor`` of an action body (``api`` when the body is empty or names none), or the 400."""
+    if not raw.strip():
+        return "api"
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return _error(400, "invalid_json", "the body is not JSON", field="body")
+    if not isinstance(body, dict):
+        return _error(400, "invalid_payload", "the body must be a JSON object", field="body")
+    actor = body.get("actor", "api")
+    if not isinstance(actor, str) or not actor.strip() or len(actor) > MAX_ACTOR:
+        return _error(400, "invalid_payload", f"actor must be a non-empty string of at most {MAX_ACTOR}", field="actor")
+    return actor.strip()
+
+
 def build_api(
-    service: Intake,
+    service: IncidentDesk,
     store: Store,
     *,
     webhook_token: str | None = None,
     api_token: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    metrics: Metrics | None = None,
+    grafana_signing: GrafanaSigning | None = None,
 ) -> FastAPI:
     api = FastAPI(title="incident-bot", version="0.1.0", docs_url=None, redoc_url=None)
+    counted = metrics if metrics is not None else Metrics()
 
     @api.post("/alerts/{source}", status_code=202)
     async def receive(source: str, request: Request) -> JSONResponse:
@@ -82,25 +165,36 @@ def build_api(
         if parse is None:
             return _error(404, "unknown_source", f"no alert source {source!r}", sources=sorted(SOURCES))
         if not _authorised(request, webhook_token):
+            counted.alert_received(source, "unauthorized")
             return _error(401, "unauthorized", "missing or wrong bearer token")
         try:
             raw = await _read_body(request, max_body)
         except _TooLarge:
+            counted.alert_received(source, "too_large")
             return _error(413, "payload_too_large", f"the body exceeds {max_body} bytes", limit=max_body)
+        if source == "grafana" and grafana_signing is not None and not grafana_signing.verify(request, raw):
+            counted.alert_received(source, "bad_signature")
+            return _error(401, "bad_signature", f"missing or wrong {grafana_signing.header} signature")
         try:
             body = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            counted.alert_received(source, "invalid")
             where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
             return _error(400, "invalid_json", f"the body is not JSON{where}", field="body")
         try:
             alerts = parse(body)
         except PayloadError as exc:
+            counted.alert_received(source, "invalid")
             return _error(400, "invalid_payload", exc.user_message(), field=exc.field)
         try:
             report = await service.ingest(alerts)
         except Exception:
             log.exception("storing %d alert(s) from %s failed", len(alerts), source)
+            counted.alert_received(source, "unavailable")
             return _error(503, "unavailable", "the alert could not be stored; retry later")
+        for result in report.results:
+            counted.alert_received(source, result.outcome)
+        counted.incident_opened(len(report.opened))
         results = [
             {"fingerprint": r.fingerprint, "outcome": r.outcome, "incident": r.incident_id} for r in report.results
         ]
@@ -128,6 +222,48 @@ def build_api(
         if diagnosis is not None:
             body["diagnosis"] = diagnosis
         return JSONResponse(body)
+
+    async def act(incident_id: str, request: Request, action: str) -> JSONResponse:
+        if not _authorised(request, api_token):
+            return _error(401, "unauthorized", "missing or wrong bearer token")
+        try:
+            raw = await _read_body(request, 64 * 1024)
+        except _TooLarge:
+            return _error(413, "payload_too_large", "the body exceeds 65536 bytes", limit=64 * 1024)
+        actor = _actor(raw)
+        if isinstance(actor, JSONResponse):
+            return actor
+        try:
+            if action == "ack":
+                result = await service.acknowledge(incident_id, actor)
+            else:
+                result = await service.resolve(incident_id, actor)
+        except Exception:
+            log.exception("%s of incident %s failed", action, incident_id)
+            return _error(503, "unavailable", "the store failed; retry later")
+        if result.outcome == "not_found" or result.incident is None:
+            return _error(404, "not_found", f"no incident {incident_id!r}")
+        if result.outcome == "already_resolved":
+            return _error(409, "already_resolved", f"incident {incident_id} is already resolved",
+                          incident=_incident_json(result.incident))  # fmt: skip
+        return JSONResponse({**_incident_json(result.incident), "outcome": result.outcome})
+
+    @api.post("/api/incidents/{incident_id}/ack")
+    async def acknowledge(incident_id: str, request: Request) -> JSONResponse:
+        return await act(incident_id, request, "ack")
+
+    @api.post("/api/incidents/{incident_id}/resolve")
+    async def resolve(incident_id: str, request: Request) -> JSONResponse:
+        return await act(incident_id, request, "resolve")
+
+    @api.get("/metrics")
+    async def metrics_text() -> Response:
+        try:
+            text = await counted.render(store)
+        except Exception:
+            log.exception("metrics: the store does not answer")
+            return _error(503, "unhealthy", "the store does not answer")
+        return Response(text, media_type=CONTENT_TYPE)
 
     @api.get("/healthz")
     async def healthz() -> JSONResponse:

@@ -10,6 +10,11 @@ Rules (DESIGN §2, serve issue item 3):
 - a ``resolved`` for an alert never seen firing opens nothing;
 - when the last firing alert of an incident resolves, the incident resolves (and says so).
 
+A person acts on an incident too: :meth:`IncidentService.acknowledge` (triggered → acknowledged; again
+is a no-op answer) and :meth:`IncidentService.resolve` (a manual resolution; an alert still firing
+reopens or re-opens the group as any new firing would). Each takes the group's lock, records the actor
+on the timeline and queues the message in the same transaction.
+
 Routing is injected: ``route(alert)`` names the service (or None: unrouted), ``group(alert, service)``
 the incident group key.
 """
@@ -18,7 +23,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from bot.core.incidents import (
     AlertResult,
@@ -37,6 +44,21 @@ from bot.core.store import Store, Transaction
 
 def _new_id() -> str:
     return uuid.uuid4().hex
+
+
+ActionOutcome = Literal["acknowledged", "already_acknowledged", "resolved", "already_resolved", "not_found"]
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What a person's action did: ``incident`` is the incident after it (None when not found)."""
+
+    outcome: ActionOutcome
+    incident: Incident | None
+
+    @property
+    def changed(self) -> bool:
+        return self.outcome in ("acknowledged", "resolved")
 
 
 class IncidentService:
@@ -159,13 +181,58 @@ class IncidentService:
         await tx.enqueue_message(self._message(incident_id, now, "resolved"))
         return AlertResult(alert.fingerprint, "resolved_incident", incident_id)
 
+    async def acknowledge(self, incident_id: str, actor: str) -> ActionResult:
+        """triggered → acknowledged (by ``actor``); already acknowledged or resolved changes nothing."""
+        found = await self.store.get_incident(incident_id)
+        if found is None:
+            return ActionResult("not_found", None)
+        async with self.store.transaction() as tx:
+            await tx.lock_group(found.key)
+            incident = await tx.get_incident(incident_id)
+            if incident is None:
+                return ActionResult("not_found", None)
+            if incident.state is IncidentState.RESOLVED:
+                return ActionResult("already_resolved", incident)
+            if incident.state is IncidentState.ACKNOWLEDGED:
+                return ActionResult("already_acknowledged", incident)
+            now = self.clock()
+            incident = incident.model_copy(
+                update={"state": IncidentState.ACKNOWLEDGED, "acknowledged_at": now, "acknowledged_by": actor}
+            )
+            await tx.save_incident(incident)
+            await tx.add_event(self._event(incident_id, now, "acknowledged", f"acknowledged by {actor}", actor))
+            await tx.enqueue_message(self._message(incident_id, now, "updated"))
+        return ActionResult("acknowledged", incident)
+
+    async def resolve(self, incident_id: str, actor: str) -> ActionResult:
+        """Resolve an open incident by hand (``actor``); an already resolved one is left as it is."""
+        found = await self.store.get_incident(incident_id)
+        if found is None:
+            return ActionResult("not_found", None)
+        async with self.store.transaction() as tx:
+            await tx.lock_group(found.key)
+            incident = await tx.get_incident(incident_id)
+            if incident is None:
+                return ActionResult("not_found", None)
+            if incident.state is IncidentState.RESOLVED:
+                return ActionResult("already_resolved", incident)
+            now = self.clock()
+            incident = incident.model_copy(update={"state": IncidentState.RESOLVED, "resolved_at": now})
+            await tx.save_incident(incident)
+            lasted = _duration(now - incident.opened_at)
+            await tx.add_event(self._event(incident_id, now, "resolved", f"resolved by {actor} after {lasted}", actor))
+            await tx.enqueue_message(self._message(incident_id, now, "resolved"))
+        return ActionResult("resolved", incident)
+
     @staticmethod
     def _name(alert: Alert) -> str:
         return alert.labels.get("alertname") or alert.fingerprint[:12]
 
     @staticmethod
-    def _event(incident_id: str, at: datetime, kind: str, text: str) -> TimelineEvent:
-        return TimelineEvent.model_validate({"incident_id": incident_id, "at": at, "kind": kind, "text": text})
+    def _event(incident_id: str, at: datetime, kind: str, text: str, actor: str | None = None) -> TimelineEvent:
+        return TimelineEvent.model_validate(
+            {"incident_id": incident_id, "at": at, "kind": kind, "text": text, "actor": actor}
+        )
 
     @staticmethod
     def _message(incident_id: str, at: datetime, kind: str) -> OutboxMessage:

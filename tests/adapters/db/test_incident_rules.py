@@ -133,3 +133,22 @@ async def test_three_replicas_delivering_one_group_at_once_open_one_incident(
     assert [m.kind for m in await store.pending_messages()] == ["opened", "opened"]
     assert len(await store.pending_jobs()) == 2
     assert await repeats(store, "a1") == 8
+
+
+async def test_acknowledge_and_resolve_keep_the_actor_on_every_backend(
+    service: IncidentService, store: Store, clock: Clock
+) -> None:
+    await service.ingest([alert("a1")])
+    [incident] = await store.list_incidents()
+    clock.advance(minutes=2)
+    assert (await service.acknowledge(incident.id, "alice")).outcome == "acknowledged"
+    assert (await service.acknowledge(incident.id, "bob")).outcome == "already_acknowledged"
+    clock.advance(minutes=5)
+    assert (await service.resolve(incident.id, "alice")).outcome == "resolved"
+    assert (await service.resolve(incident.id, "alice")).outcome == "already_resolved"
+    stored = await store.get_incident(incident.id)
+    assert stored is not None and stored.state is IncidentState.RESOLVED
+    assert stored.acknowledged_by == "alice" and stored.acknowledged_at is not None
+    events = [(e.kind, e.actor) for e in await store.timeline(incident.id)]
+    assert ("acknowledged", "alice") in events and events[-1] == ("resolved", "alice")
+    assert [m.kind for m in await store.pending_messages()] == ["opened", "updated", "resolved"]
