@@ -19,6 +19,10 @@ text of a library exception.
         ├── AuthenticationFailed
         ├── HostKeyMismatch
         └── CommandTimeout
+    ChatError                      a chat platform did not take a message (the outbox decides what next)
+    ├── RateLimited                429: try again after ``retry_after`` seconds
+    ├── TransientChatError         5xx, network error, timeout: retry with backoff
+    └── ChatRejected               the platform refuses the message for good (bad channel, too large)
 
 Adapters translate library exceptions into these at the border (``raise ... from exc``).
 """
@@ -130,3 +134,36 @@ class HostKeyMismatch(RemoteError):
 
 class CommandTimeout(RemoteError):
     code = "command_timeout"
+
+
+class ChatError(BotError):
+    """Base of the errors a chat sender raises; ``target`` names the chat (channel, chat id, console)."""
+
+    code = "chat"
+
+    def __init__(self, detail: str, *, target: str = "") -> None:
+        super().__init__(f"chat {target}: {detail}" if target else f"chat: {detail}")
+        self.target = target
+        self.detail = detail
+
+
+class RateLimited(ChatError):
+    """The platform asked us to slow down (HTTP 429): nothing may go to ``target`` for ``retry_after`` s."""
+
+    code = "chat_rate_limited"
+
+    def __init__(self, retry_after: float, *, target: str = "", detail: str = "rate limited") -> None:
+        super().__init__(f"{detail} (retry after {retry_after:g}s)", target=target)
+        self.retry_after = max(0.0, float(retry_after))
+
+
+class TransientChatError(ChatError):
+    """A failure worth retrying later: a 5xx, a network error, a timeout."""
+
+    code = "chat_transient"
+
+
+class ChatRejected(ChatError):
+    """The platform refuses the message for good (unknown channel, no permission, invalid payload)."""
+
+    code = "chat_rejected"

@@ -3,9 +3,11 @@
 Built from the settings once: the SQL store (the embedded SQLite database is migrated on start; a
 PostgreSQL one needs ``incident-bot db upgrade``), the incident service with routing, the FastAPI
 app run by uvicorn and, on the same event loop, the diagnosis worker that runs the queued jobs (its
-SSH commands audited to the store). When uvicorn stops (SIGINT/SIGTERM) the worker is stopped too: a
-job it was running stays leased and is run again once the lease expires. Refuses to listen on a
-non-loopback address while a token is unset (DESIGN §4.4).
+SSH commands audited to the store) and the outbox worker that delivers what the bot says about
+incidents (with no chat configured, to the console sender: a thread per incident on stderr and in the
+log). When uvicorn stops (SIGINT/SIGTERM) both workers are stopped too: a job it was running stays
+leased and is run again once the lease expires; messages not yet sent are given back to the outbox.
+Refuses to listen on a non-loopback address while a token is unset (DESIGN §4.4).
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from collections.abc import Generator
 from datetime import UTC, datetime, timedelta
 
 import uvicorn
+from rich.console import Console
 
 from bot.adapters.audit import StoreAuditor
+from bot.adapters.console_chat import ConsoleChat
 from bot.adapters.db import SqlStore, create_engine, upgrade
 from bot.adapters.http import build_api
+from bot.adapters.metrics import Metrics
 from bot.adapters.probe import HttpxProber
-from bot.app import diagnose_incident
+from bot.app import diagnose_incident, grafana_signing
 from bot.config import Settings
 from bot.core.incidents import Incident
 from bot.core.models import Diagnosis
@@ -35,6 +40,7 @@ from bot.errors import ConfigError
 from bot.runbook.registry import load as load_runbooks
 from bot.services.diagnosis_jobs import DiagnosisWorker
 from bot.services.incidents import IncidentService
+from bot.services.outbox import OutboxWorker, Pace, render_message
 from bot.services.routing import group_key, route
 
 
@@ -93,7 +99,7 @@ class _Server(uvicorn.Server):
 LEASE_MARGIN = timedelta(seconds=60)
 
 
-def diagnosis_worker(settings: Settings, store: Store) -> DiagnosisWorker:
+def diagnosis_worker(settings: Settings, store: Store, metrics: Metrics) -> DiagnosisWorker:
     """The worker of this process: each job's SSH commands go to the store's audit table."""
     catalog = load_runbooks()
     prober = HttpxProber()
@@ -107,11 +113,30 @@ def diagnosis_worker(settings: Settings, store: Store) -> DiagnosisWorker:
 
     return DiagnosisWorker(
         store,
-        run_job,
+        metrics.timed(run_job),
         clock=lambda: datetime.now(UTC),
         worker_id=f"{socket.gethostname()}:{os.getpid()}",
         lease=timedelta(seconds=settings.ssh.deadline) + LEASE_MARGIN,
     )
+
+
+#: How long the outbox worker may take to give back its unsent messages on shutdown before it is cancelled.
+OUTBOX_GRACE = 5.0
+
+
+def outbox_worker(settings: Settings, store: Store) -> OutboxWorker:
+    """The outbox worker of this process: with no chat adapter configured, everything goes to the console."""
+    senders = {"console": ConsoleChat(Console(stderr=True))}
+    return OutboxWorker(store, render_message, senders, clock=lambda: datetime.now(UTC), pace={"console": Pace(0.0)})
+
+
+async def _stop_worker(task: asyncio.Task[None], grace: float) -> None:
+    """Let ``task`` finish (its stop event is already set) for up to ``grace`` seconds, then cancel it."""
+    done, _ = await asyncio.wait({task}, timeout=grace)
+    if not done:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def serve(settings: Settings) -> None:
@@ -129,15 +154,21 @@ async def serve(settings: Settings) -> None:
             clock=lambda: datetime.now(UTC),
         )
         secrets = settings.secrets
+        metrics = Metrics()
         api = build_api(
             service,
             store,
             webhook_token=secrets.webhook_token.get_secret_value() if secrets.webhook_token else None,
             api_token=secrets.api_token.get_secret_value() if secrets.api_token else None,
+            metrics=metrics,
+            grafana_signing=grafana_signing(settings),
         )
         config = uvicorn.Config(api, host=host, port=port, log_level="info", access_log=False, lifespan="off")
         stop = asyncio.Event()
-        worker = asyncio.create_task(diagnosis_worker(settings, store).run_forever(stop), name="diagnosis-worker")
+        worker = asyncio.create_task(
+            diagnosis_worker(settings, store, metrics).run_forever(stop), name="diagnosis-worker"
+        )
+        outbox = asyncio.create_task(outbox_worker(settings, store).run_forever(stop), name="outbox-worker")
         try:
             await _Server(config).serve()
         finally:
@@ -145,5 +176,6 @@ async def serve(settings: Settings) -> None:
             worker.cancel()  # a job in flight stays leased: it runs again after the lease expires
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
+            await _stop_worker(outbox, OUTBOX_GRACE)  # unsent messages are given back to the outbox
     finally:
         await engine.dispose()

@@ -2,14 +2,15 @@
 
 ``read`` runs the scanner over text with the registered readers (or only the ones given) and returns
 the findings; ``explain`` runs the whole explain pipeline on text; ``drive`` runs a runbook on captured
-command outputs.
+command outputs. ``RecordingNotifier`` is a chat sender that records what the outbox delivers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,13 +18,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from bot.core.blocks import Block, plain_text
 from bot.core.commands import Command, CommandResult, Target
 from bot.core.incidents import Incident, Job, OutboxMessage, StoredAlert, TimelineEvent
 from bot.core.models import Diagnosis, Finding
 from bot.core.ports import AuditEntry
 from bot.core.store import MESSAGE_LEASE, ClaimedJob, ClaimedMessage
 from bot.diagnosis.engine import diagnose
-from bot.errors import RemoteError
+from bot.errors import ChatError, RateLimited, RemoteError, TransientChatError
 from bot.evidence.reader import Reader
 from bot.evidence.registry import load
 from bot.evidence.scanner import Scanner
@@ -352,3 +354,56 @@ class _MemoryTransaction:
 
     async def enqueue_message(self, message: OutboxMessage) -> None:
         self.messages.append(message)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One message a :class:`RecordingNotifier` took: when (on its clock), what and about which incident."""
+
+    at: datetime | None
+    message: OutboxMessage
+    blocks: list[Block]
+    incident: Incident
+
+    @property
+    def text(self) -> str:
+        return plain_text(self.blocks)
+
+
+class RecordingNotifier:
+    """A ChatSender for tests: records every message it is given (``sent``) and every attempt
+    (``attempts``: time and message id), timed on ``clock`` when one is given. Told to, it fails the
+    next attempts first: ``rate_limit(retry_after, times)``, ``transient(times)``, ``fail(error, ...)``."""
+
+    def __init__(self, clock: Callable[[], datetime] | None = None, *, name: str = "test") -> None:
+        self.clock = clock
+        self.name = name
+        self.sent: list[Sent] = []
+        self.attempts: list[tuple[datetime | None, str]] = []
+        self._failures: deque[ChatError] = deque()
+
+    def fail(self, *errors: ChatError) -> RecordingNotifier:
+        self._failures.extend(errors)
+        return self
+
+    def rate_limit(self, retry_after: float, times: int = 1) -> RecordingNotifier:
+        return self.fail(*(RateLimited(retry_after, target=self.name) for _ in range(times)))
+
+    def transient(self, times: int = 1) -> RecordingNotifier:
+        return self.fail(*(TransientChatError("503 Service Unavailable", target=self.name) for _ in range(times)))
+
+    async def send(self, message: OutboxMessage, blocks: list[Block], incident: Incident) -> None:
+        at = self.clock() if self.clock is not None else None
+        self.attempts.append((at, message.id))
+        if self._failures:
+            raise self._failures.popleft()
+        self.sent.append(Sent(at, message, list(blocks), incident))
+
+    @property
+    def ids(self) -> list[str]:
+        """The ids of the messages taken, in order."""
+        return [s.message.id for s in self.sent]
+
+    @property
+    def times(self) -> list[datetime | None]:
+        return [s.at for s in self.sent]

@@ -4,8 +4,9 @@ Opening a routed incident queues a :class:`~bot.core.incidents.Job` (``services/
 :class:`DiagnosisWorker` claims one job at a time under a lease (:meth:`Store.claim_job`), runs
 ``diagnose_incident`` (composed by the app: the service's hosts over SSH, the confirmation probe,
 the rules), saves the diagnosis on the incident, adds a ``diagnosis_done`` event naming the top cause
-and marks the job done. A diagnosis that raises marks the job failed and says so on the timeline
-(with the error's code only, never its text). A worker that dies mid-job leaves the job running
+and, in the same transaction, queues a ``post`` message carrying the diagnosis (the cause card the
+outbox delivers to chat), and marks the job done. A diagnosis that raises marks the job failed and
+says so on the timeline (with the error's code only, never its text). A worker that dies mid-job leaves the job running
 under its lease; once the lease runs out another worker (or this one after a restart) claims it again.
 """
 
@@ -14,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from bot.core.incidents import Incident, TimelineEvent
+from bot.core.incidents import Incident, OutboxMessage, TimelineEvent
 from bot.core.models import Diagnosis
 from bot.core.store import ClaimedJob, Store
 
@@ -88,7 +90,8 @@ class DiagnosisWorker:
 
     async def _done(self, job: ClaimedJob, diagnosis: Diagnosis) -> None:
         now = self.clock()
-        await self.store.save_diagnosis(job.incident_id, diagnosis.to_json(), now)
+        body = diagnosis.to_json()
+        await self.store.save_diagnosis(job.incident_id, body, now)
         top = diagnosis.top
         if top is not None:
             text = f"diagnosis done: {top.title} ({top.id}, {top.confidence:.0%})"
@@ -96,7 +99,10 @@ class DiagnosisWorker:
         else:
             text = "diagnosis done: no cause found"
             data = {"job": job.id, "cause": None}
-        await self._event(job, now, "diagnosis_done", text, data)
+        post = OutboxMessage(
+            id=uuid.uuid4().hex, incident_id=job.incident_id, kind="post", created_at=now, payload={"diagnosis": body}
+        )
+        await self._event(job, now, "diagnosis_done", text, data, message=post)
         if not await self.store.finish_job(job.id, True, self.clock(), worker=self.worker_id):
             log.warning("diagnosis job %s: the lease ran out before it finished; another worker holds it", job.id)
 
@@ -110,9 +116,20 @@ class DiagnosisWorker:
             )
         await self.store.finish_job(job.id, False, now, worker=self.worker_id)
 
-    async def _event(self, job: ClaimedJob, at: datetime, kind: str, text: str, data: dict[str, object]) -> None:
+    async def _event(
+        self,
+        job: ClaimedJob,
+        at: datetime,
+        kind: str,
+        text: str,
+        data: dict[str, object],
+        *,
+        message: OutboxMessage | None = None,
+    ) -> None:
         event = TimelineEvent.model_validate(
             {"incident_id": job.incident_id, "at": at, "kind": kind, "text": text, "data": data}
         )
         async with self.store.transaction() as tx:
             await tx.add_event(event)
+            if message is not None:
+                await tx.enqueue_message(message)

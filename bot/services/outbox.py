@@ -1,0 +1,400 @@
+"""The outbox worker: delivers what the bot says about incidents to the sender of each chat target.
+
+Messages are written to the outbox in the same transaction as the change they report
+(``services/incidents``, ``services/diagnosis_jobs``); an :class:`OutboxWorker` claims the due ones
+under a lease (:meth:`Store.claim_messages`), renders each to chat-neutral blocks
+(:func:`render_message`: the status card for ``opened``/``updated``/``resolved``, with the top cause
+once a diagnosis exists; the cause card for a diagnosis ``post``) and hands them to the sender of the
+incident's target. Rules (DESIGN §8, serve issue item 8):
+
+- **order**: an incident's messages go out in the order queued; when one fails, its incident's later
+  messages of the batch are given back to the store and wait behind it (the store holds them back);
+- **pace**: at most one message per ``Pace.interval`` seconds to one target, and optionally at most
+  ``Pace.burst`` per ``Pace.window`` (Telegram groups: 20 a minute); targets do not wait for each other;
+- **429**: :class:`~bot.errors.RateLimited` blocks the whole target for ``retry_after`` seconds and the
+  message is offered again then (``retry_message(at=now + retry_after)``);
+- **5xx / network**: :class:`~bot.errors.TransientChatError` (or an unexpected exception) retries the
+  message after an exponential backoff (``backoff`` × 2ⁿ, capped at ``backoff_cap``);
+- **permanent**: any other :class:`~bot.errors.ChatError` is logged with its code and the message
+  dropped (marked delivered), so one bad message cannot block its incident forever;
+- **coalescing**: an ``updated`` message followed in the batch by another ``updated`` or a
+  ``resolved`` of the same incident is not sent: the card is rendered from the incident as it is now,
+  so the last one shows the latest state;
+- **exactly once**: a message is marked delivered right after its sender returns; a worker that dies
+  leaves its claimed messages leased, and another worker (or this one after a restart) takes the
+  undelivered ones once the lease runs out. A batch stops sending before its lease runs out and gives
+  what is left back to the store. (A crash between the send and the mark is the one window where a
+  message can be said twice.)
+
+Time is injected (``clock``, ``sleep``), so tests run on a fake clock and never sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+
+from bot.core.blocks import Actions, Block, Button, Context, Fields, Header, Section, diagnosis_blocks
+from bot.core.chat import ChatSender
+from bot.core.incidents import Incident, IncidentState, OutboxMessage
+from bot.core.models import Diagnosis
+from bot.core.store import MESSAGE_LEASE, ClaimedMessage, Store
+from bot.errors import ChatError, RateLimited, TransientChatError
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+#: ``render(message, incident, diagnosis)``: the blocks a message shows.
+Render = Callable[[OutboxMessage, Incident, Diagnosis | None], list[Block]]
+#: ``target_of(message, incident)``: the name of the sender (key of ``senders``) the message goes to.
+TargetOf = Callable[[OutboxMessage, Incident], str]
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How fast one target may be written to: one message per ``interval`` seconds, and when ``burst``
+    is set, at most ``burst`` messages in any ``window`` seconds."""
+
+    interval: float = 1.0
+    burst: int | None = None
+    window: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.interval < 0 or self.window <= 0 or (self.burst is not None and self.burst < 1):
+            raise ValueError(f"invalid pace {self!r}")
+
+
+#: What a target gets unless told otherwise: one message a second.
+DEFAULT_PACE = Pace(interval=1.0)
+#: Slack: about one message a second per channel.
+SLACK_PACE = Pace(interval=1.0)
+#: Telegram: one message a second per chat, twenty a minute per group.
+TELEGRAM_GROUP_PACE = Pace(interval=1.0, burst=20, window=60.0)
+
+
+@dataclass
+class _Gate:
+    """The pacing state of one target: when it last sent, its recent sends, a 429 block."""
+
+    pace: Pace
+    sent: deque[datetime] = field(default_factory=deque)
+    blocked_until: datetime | None = None
+
+    def ready_at(self, now: datetime) -> datetime:
+        at = now
+        if self.sent:
+            at = max(at, self.sent[-1] + timedelta(seconds=self.pace.interval))
+        if self.pace.burst is not None and len(self.sent) >= self.pace.burst:
+            at = max(at, self.sent[-self.pace.burst] + timedelta(seconds=self.pace.window))
+        if self.blocked_until is not None:
+            at = max(at, self.blocked_until)
+        return at
+
+    def record(self, at: datetime) -> None:
+        self.sent.append(at)
+        keep = max(1, self.pace.burst or 1)
+        while len(self.sent) > keep:
+            self.sent.popleft()
+
+
+# ---------------------------------------------------------------------------------------------- render
+
+_STATE_MARK = {IncidentState.TRIGGERED: "🔴", IncidentState.ACKNOWLEDGED: "🟠", IncidentState.RESOLVED: "✅"}
+
+
+def _when(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+def _lasted(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def status_card(incident: Incident, diagnosis: Diagnosis | None) -> list[Block]:
+    """The incident's status card: state, service, status, URL, times, the top cause once diagnosed."""
+    title = incident.title or incident.key
+    blocks: list[Block] = [Header(f"{_STATE_MARK[incident.state]} Incident #{incident.id}: {title}")]
+    pairs: list[tuple[str, str]] = [
+        ("State", incident.state.value),
+        ("Service", incident.service or "unrouted"),
+        ("HTTP status", str(incident.status) if incident.status is not None else "not given"),
+        ("Alerts", str(incident.alert_count)),
+        ("Opened", _when(incident.opened_at)),
+    ]
+    if incident.url:
+        pairs.append(("URL", incident.url))
+    if incident.acknowledged_at is not None:
+        by = f" by {incident.acknowledged_by}" if incident.acknowledged_by else ""
+        pairs.append(("Acknowledged", f"{_when(incident.acknowledged_at)}{by}"))
+    if incident.resolved_at is not None:
+        lasted = _lasted(incident.resolved_at - incident.opened_at)
+        pairs.append(("Resolved", f"{_when(incident.resolved_at)} (after {lasted})"))
+    blocks.append(Fields(tuple(pairs)))
+    top = diagnosis.top if diagnosis is not None else None
+    if diagnosis is not None and top is not None and diagnosis.evidence_found:
+        blocks.append(Section(f"Suspected cause: {top.title} ({top.id}, {top.confidence:.0%})"))
+    elif diagnosis is not None:
+        blocks.append(Context("Diagnosis found no evidence of a cause"))
+    elif not incident.routed:
+        blocks.append(Context("Unrouted: no service matched, so it is not diagnosed on any host"))
+    elif incident.open:
+        blocks.append(Context("Diagnosis running…"))
+    if incident.state is IncidentState.TRIGGERED:
+        blocks.append(
+            Actions(
+                (
+                    Button("Acknowledge", "acknowledge", incident.id, "primary"),
+                    Button("Resolve", "resolve", incident.id),
+                )
+            )
+        )
+    elif incident.state is IncidentState.ACKNOWLEDGED:
+        blocks.append(Actions((Button("Resolve", "resolve", incident.id),)))
+    return blocks
+
+
+def _diagnosis(body: object) -> Diagnosis | None:
+    if not isinstance(body, dict):
+        return None
+    try:
+        return Diagnosis.model_validate(body)
+    except ValidationError:
+        log.warning("a stored diagnosis could not be read; rendered without it")
+        return None
+
+
+def render_message(message: OutboxMessage, incident: Incident, diagnosis: Diagnosis | None) -> list[Block]:
+    """The blocks of an outbox message: the status card, or for a ``post`` its diagnosis (the cause
+    card), its ``text``, or else the incident's latest diagnosis."""
+    if message.kind != "post":
+        return status_card(incident, diagnosis)
+    posted = _diagnosis(message.payload.get("diagnosis"))
+    if posted is not None:
+        return diagnosis_blocks(posted)
+    text = message.payload.get("text")
+    if isinstance(text, str) and text:
+        return [Section(text)]
+    if diagnosis is not None:
+        return diagnosis_blocks(diagnosis)
+    return [Context(f"(incident #{incident.id}: nothing to show)")]
+
+
+# ---------------------------------------------------------------------------------------------- worker
+
+
+@dataclass
+class _Item:
+    message: ClaimedMessage
+    incident: Incident
+    target: str
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        store: Store,
+        render: Render,
+        senders: Mapping[str, ChatSender],
+        clock: Clock,
+        pace: Pace | Mapping[str, Pace] = DEFAULT_PACE,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        target_of: TargetOf | None = None,
+        batch: int = 50,
+        lease: timedelta = MESSAGE_LEASE,
+        backoff: float = 1.0,
+        backoff_cap: float = 60.0,
+    ) -> None:
+        if not senders:
+            raise ValueError("the outbox needs at least one sender")
+        if batch < 1 or lease <= timedelta(0) or backoff <= 0 or backoff_cap < backoff:
+            raise ValueError("invalid outbox settings")
+        self.store = store
+        self.render = render
+        self.senders = dict(senders)
+        self.clock = clock
+        self.sleep = sleep
+        self.pace = pace
+        self.target_of = target_of or self._default_target
+        self.batch = batch
+        self.lease = lease
+        self.backoff = backoff
+        self.backoff_cap = backoff_cap
+        self._default = next(iter(self.senders))
+        self._gates: dict[str, _Gate] = {}
+        self._failures: dict[str, int] = defaultdict(int)
+        self._stop: asyncio.Event | None = None
+
+    def _default_target(self, message: OutboxMessage, incident: Incident) -> str:
+        named = message.payload.get("target")
+        return named if isinstance(named, str) and named in self.senders else self._default
+
+    def _gate(self, target: str) -> _Gate:
+        gate = self._gates.get(target)
+        if gate is None:
+            pace = self.pace if isinstance(self.pace, Pace) else self.pace.get(target, DEFAULT_PACE)
+            gate = self._gates[target] = _Gate(pace)
+        return gate
+
+    def backoff_delay(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th transient failure of a message."""
+        return float(min(self.backoff_cap, self.backoff * 2 ** max(0, failures - 1)))
+
+    @property
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    async def run_once(self) -> int:
+        """Claim the due messages and deliver them (paced); the number claimed (0: nothing was due)."""
+        claimed_at = self.clock()
+        claimed = await self.store.claim_messages(self.batch, claimed_at, lease=self.lease)
+        if not claimed:
+            return 0
+        deadline = claimed_at + self.lease * 0.8  # give back what is left well before the lease runs out
+        queues = await self._queues(claimed)
+        stopped: dict[str, datetime] = {}  # incident id → when its failed message is offered again
+        while any(queues.values()):
+            now = self.clock()
+            if self._stopping:
+                await self._give_back(queues, stopped, now)
+                break
+            target, ready = min(((t, self._gate(t).ready_at(now)) for t, q in queues.items() if q), key=lambda c: c[1])
+            if ready > deadline:
+                await self._give_back({target: queues[target]}, stopped, ready)
+                continue
+            if ready > now:
+                await self._pause((ready - now).total_seconds())
+                continue
+            item = queues[target].popleft()
+            held = stopped.get(item.message.incident_id)
+            if held is not None:
+                await self.store.retry_message(item.message.id, held)
+                continue
+            await self._deliver(item, queues, stopped)
+        return len(claimed)
+
+    async def run_forever(self, stop: asyncio.Event, idle: float = 1.0) -> None:
+        """Deliver messages until ``stop`` is set, looking again every ``idle`` seconds when none is due."""
+        self._stop = stop
+        while not stop.is_set():
+            try:
+                worked = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store itself failed: wait and try again
+                log.exception("outbox worker: the store failed")
+                worked = 0
+            if not worked:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), idle)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep (the injected way), cut short when the worker is asked to stop."""
+        if self._stop is None:
+            await self.sleep(seconds)
+            return
+        sleeping = asyncio.ensure_future(self.sleep(seconds))
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({sleeping, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeping, stopping):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _queues(self, claimed: Sequence[ClaimedMessage]) -> dict[str, deque[_Item]]:
+        """Per target, the claimed messages to send in order; superseded card updates are settled here."""
+        incidents: dict[str, Incident | None] = {}
+        items: list[_Item] = []
+        for message in claimed:
+            if message.incident_id not in incidents:
+                incidents[message.incident_id] = await self.store.get_incident(message.incident_id)
+            incident = incidents[message.incident_id]
+            if incident is None:
+                log.error("outbox message %s: incident %s does not exist; dropped", message.id, message.incident_id)
+                await self.store.mark_delivered(message.id, self.clock())
+                continue
+            items.append(_Item(message, incident, self.target_of(message, incident)))
+        kept: list[_Item] = []
+        for n, item in enumerate(items):
+            if item.message.kind == "updated" and any(
+                later.message.incident_id == item.message.incident_id
+                and later.target == item.target
+                and later.message.kind in ("updated", "resolved")
+                for later in items[n + 1 :]
+            ):
+                log.debug("outbox message %s: superseded by a later card update", item.message.id)
+                await self.store.mark_delivered(item.message.id, self.clock())
+                continue
+            kept.append(item)
+        queues: dict[str, deque[_Item]] = defaultdict(deque)
+        for item in kept:
+            queues[item.target].append(item)
+        return queues
+
+    async def _give_back(
+        self, queues: Mapping[str, deque[_Item]], stopped: Mapping[str, datetime], at: datetime
+    ) -> None:
+        """Offer the unsent messages again at ``at`` (or behind their incident's failed message)."""
+        for queue in queues.values():
+            while queue:
+                item = queue.popleft()
+                await self.store.retry_message(item.message.id, max(at, stopped.get(item.message.incident_id, at)))
+
+    async def _deliver(self, item: _Item, queues: Mapping[str, deque[_Item]], stopped: dict[str, datetime]) -> None:
+        message, target = item.message, item.target
+        incident = await self.store.get_incident(message.incident_id) or item.incident  # as it is now
+        gate = self._gate(target)
+        sender = self.senders.get(target)
+        if sender is None:
+            log.error("outbox message %s: no sender for target %r; dropped", message.id, target)
+            await self.store.mark_delivered(message.id, self.clock())
+            return
+        gate.record(self.clock())
+        try:
+            diagnosis = None
+            if message.kind != "post" or not message.payload:
+                diagnosis = _diagnosis(await self.store.get_diagnosis(message.incident_id))
+            await sender.send(message, self.render(message, incident, diagnosis), incident)
+        except asyncio.CancelledError:
+            raise  # shutting down: the message stays leased and is offered again once the lease runs out
+        except RateLimited as exc:
+            at = self.clock() + timedelta(seconds=exc.retry_after)
+            log.warning("outbox: %s rate limited; waiting %.1fs (message %s)", target, exc.retry_after, message.id)
+            gate.blocked_until = max(at, gate.blocked_until or at)
+            stopped[message.incident_id] = at
+            await self.store.retry_message(message.id, at)
+            await self._give_back({target: queues[target]}, stopped, at)  # the whole target waits
+        except ChatError as exc:
+            if not isinstance(exc, TransientChatError):
+                log.error("outbox message %s to %s rejected for good (%s); dropped", message.id, target, exc.code)
+                self._failures.pop(message.id, None)
+                await self.store.mark_delivered(message.id, self.clock())
+                return
+            await self._retry_later(message, target, stopped, exc.code)
+        except Exception as exc:  # a sender or renderer bug: retry like a transient failure, loudly
+            log.exception("outbox message %s to %s: unexpected failure", message.id, target)
+            await self._retry_later(message, target, stopped, type(exc).__name__)
+        else:
+            self._failures.pop(message.id, None)
+            await self.store.mark_delivered(message.id, self.clock())
+
+    async def _retry_later(self, message: ClaimedMessage, target: str, stopped: dict[str, datetime], code: str) -> None:
+        self._failures[message.id] += 1
+        delay = self.backoff_delay(self._failures[message.id])
+        at = self.clock() + timedelta(seconds=delay)
+        log.warning("outbox message %s to %s failed (%s); retrying in %.1fs", message.id, target, code, delay)
+        stopped[message.incident_id] = at
+        await self.store.retry_message(message.id, at)
