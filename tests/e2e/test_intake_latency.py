@@ -14,7 +14,7 @@ import httpx
 from tests.e2e.test_crash_safety import TOKENS, Server, blackhole, group_payload, server  # noqa: F401 - fixtures
 
 
-def test_webhook_answers_stay_under_a_second_while_ssh_hangs(server: Server) -> None:
+def test_webhook_answers_stay_under_a_second_while_ssh_hangs(server: Server) -> None:  # noqa: F811 - fixture
     server.start()
     hook = {"Authorization": f"Bearer {TOKENS['INCIDENT_BOT_WEBHOOK_TOKEN']}"}
     latencies: list[float] = []
