@@ -22,7 +22,7 @@ the incident group key.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -183,16 +183,8 @@ class IncidentService:
 
     async def acknowledge(self, incident_id: str, actor: str) -> ActionResult:
         """triggered → acknowledged (by ``actor``); already acknowledged or resolved changes nothing."""
-        found = await self.store.get_incident(incident_id)
-        if found is None:
-            return ActionResult("not_found", None)
-        async with self.store.transaction() as tx:
-            await tx.lock_group(found.key)
-            incident = await tx.get_incident(incident_id)
-            if incident is None:
-                return ActionResult("not_found", None)
-            if incident.state is IncidentState.RESOLVED:
-                return ActionResult("already_resolved", incident)
+
+        async def ack(tx: Transaction, incident: Incident) -> ActionResult:
             if incident.state is IncidentState.ACKNOWLEDGED:
                 return ActionResult("already_acknowledged", incident)
             now = self.clock()
@@ -202,10 +194,28 @@ class IncidentService:
             await tx.save_incident(incident)
             await tx.add_event(self._event(incident_id, now, "acknowledged", f"acknowledged by {actor}", actor))
             await tx.enqueue_message(self._message(incident_id, now, "updated"))
-        return ActionResult("acknowledged", incident)
+            return ActionResult("acknowledged", incident)
+
+        return await self._act(incident_id, ack)
 
     async def resolve(self, incident_id: str, actor: str) -> ActionResult:
         """Resolve an open incident by hand (``actor``); an already resolved one is left as it is."""
+
+        async def close(tx: Transaction, incident: Incident) -> ActionResult:
+            now = self.clock()
+            incident = incident.model_copy(update={"state": IncidentState.RESOLVED, "resolved_at": now})
+            await tx.save_incident(incident)
+            lasted = _duration(now - incident.opened_at)
+            await tx.add_event(self._event(incident_id, now, "resolved", f"resolved by {actor} after {lasted}", actor))
+            await tx.enqueue_message(self._message(incident_id, now, "resolved"))
+            return ActionResult("resolved", incident)
+
+        return await self._act(incident_id, close)
+
+    async def _act(
+        self, incident_id: str, change: Callable[[Transaction, Incident], Awaitable[ActionResult]]
+    ) -> ActionResult:
+        """Run ``change`` on an open incident inside a transaction holding its group's lock."""
         found = await self.store.get_incident(incident_id)
         if found is None:
             return ActionResult("not_found", None)
@@ -216,13 +226,7 @@ class IncidentService:
                 return ActionResult("not_found", None)
             if incident.state is IncidentState.RESOLVED:
                 return ActionResult("already_resolved", incident)
-            now = self.clock()
-            incident = incident.model_copy(update={"state": IncidentState.RESOLVED, "resolved_at": now})
-            await tx.save_incident(incident)
-            lasted = _duration(now - incident.opened_at)
-            await tx.add_event(self._event(incident_id, now, "resolved", f"resolved by {actor} after {lasted}", actor))
-            await tx.enqueue_message(self._message(incident_id, now, "resolved"))
-        return ActionResult("resolved", incident)
+            return await change(tx, incident)
 
     @staticmethod
     def _name(alert: Alert) -> str:
