@@ -1,9 +1,10 @@
-"""The incident rules on the in-memory store: one incident per group, duplicates change nothing,
-resolutions, the flapping window, unrouted alerts and concurrent deliveries."""
+"""Acknowledging and resolving incidents by hand, on the in-memory store, and the helpers the store-level
+rule tests share. The alert scenarios (one incident per group, duplicates, resolutions, the flapping
+window, unrouted alerts, concurrent deliveries) run on every store, memory included, in
+tests/adapters/db/test_incident_rules.py."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -54,89 +55,6 @@ def store() -> MemoryStore:
 @pytest.fixture
 def service(store: MemoryStore, clock: Clock) -> IncidentService:
     return IncidentService(store, route=service_of, group=group_of, clock=clock)
-
-
-async def test_the_same_payload_five_times_makes_one_incident_one_message_one_job(
-    service: IncidentService, store: MemoryStore
-) -> None:
-    for _ in range(5):
-        await service.ingest([alert("a1"), alert("a2")])
-    assert len(store.incidents) == 1
-    assert [m.kind for m in store.messages] == ["opened"]
-    assert len(store.jobs) == 1
-    assert store.alerts["a1"].repeats == 4
-
-
-async def test_alerts_of_one_service_and_status_class_share_an_incident(
-    service: IncidentService, store: MemoryStore
-) -> None:
-    report = await service.ingest([alert("a1", status=502), alert("a2", status=504), alert("b1", service="blog")])
-    assert [r.outcome for r in report.results] == ["opened", "joined", "opened"]
-    assert len(store.incidents) == 2
-
-
-async def test_a_resolved_for_an_alert_never_seen_opens_nothing(service: IncidentService, store: MemoryStore) -> None:
-    report = await service.ingest([alert("ghost", state="resolved")])
-    assert report.results[0].outcome == "ignored"
-    assert not store.incidents and not store.messages
-
-
-async def test_the_incident_resolves_when_its_last_alert_resolves(
-    service: IncidentService, store: MemoryStore, clock: Clock
-) -> None:
-    await service.ingest([alert("a1"), alert("a2")])
-    clock.advance(minutes=7)
-    first = await service.ingest([alert("a1", state="resolved")])
-    assert first.results[0].outcome == "resolved_alert"
-    last = await service.ingest([alert("a2", state="resolved")])
-    assert last.results[0].outcome == "resolved_incident"
-    [incident] = store.incidents.values()
-    assert incident.state is IncidentState.RESOLVED and incident.resolved_at == clock.now
-    assert [m.kind for m in store.messages] == ["opened", "resolved"]
-    assert "after 7m00s" in (await store.timeline(incident.id))[-1].text
-
-
-async def test_a_flapping_alert_stays_in_one_incident_within_the_window(
-    service: IncidentService, store: MemoryStore, clock: Clock
-) -> None:
-    await service.ingest([alert("a1")])
-    await service.ingest([alert("a1", state="resolved")])
-    clock.advance(minutes=2)
-    again = await service.ingest([alert("a1")])
-    assert again.results[0].outcome == "reopened"
-    assert len(store.incidents) == 1
-    assert next(iter(store.incidents.values())).state is IncidentState.TRIGGERED
-
-
-async def test_a_trigger_after_the_window_opens_a_new_incident(
-    service: IncidentService, store: MemoryStore, clock: Clock
-) -> None:
-    await service.ingest([alert("a1")])
-    await service.ingest([alert("a1", state="resolved")])
-    clock.advance(minutes=30)
-    again = await service.ingest([alert("a1")])
-    assert again.results[0].outcome == "opened"
-    assert len(store.incidents) == 2
-    assert len(store.jobs) == 2
-
-
-async def test_an_unrouted_alert_still_opens_an_incident_but_is_never_diagnosed(
-    service: IncidentService, store: MemoryStore
-) -> None:
-    await service.ingest([alert("x1", service=None)])
-    [incident] = store.incidents.values()
-    assert not incident.routed and incident.service is None
-    assert not store.jobs
-    assert "unrouted" in store.events[0].text
-
-
-async def test_concurrent_deliveries_of_one_group_open_one_incident(
-    service: IncidentService, store: MemoryStore
-) -> None:
-    """HA peers deliver the same group at the same moment: still one incident and one message."""
-    await asyncio.gather(*(service.ingest([alert("a1"), alert("a2")]) for _ in range(3)))
-    assert len(store.incidents) == 1
-    assert [m.kind for m in store.messages] == ["opened"]
 
 
 async def test_acknowledging_records_who_and_when_and_says_so_once(
