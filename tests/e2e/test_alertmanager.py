@@ -70,6 +70,47 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return make_db()
 
 
+def start_stack(
+    procs: Processes,
+    tmp_path: Path,
+    config: Path,
+    *,
+    database_url: str,
+    ports: tuple[int, int],
+    repeat_interval: int = 3,
+    env: dict[str, str] | None = None,
+) -> Path:
+    """Migrate (PostgreSQL), start `serve` with ``config`` and an Alertmanager that posts to it; returns serve's log."""
+    bot_port, am_port = ports
+    am_config = tmp_path / "am.yml"
+    am_config.write_text(
+        "route:\n  receiver: bot\n  group_by: [alertname, service]\n"
+        f"  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: {repeat_interval}s\n"
+        "receivers:\n  - name: bot\n    webhook_configs:\n"
+        f"      - url: http://127.0.0.1:{bot_port}/alerts/alertmanager\n        send_resolved: true\n"
+        "        http_config:\n          authorization:\n"
+        f"            credentials: {TOKENS['INCIDENT_BOT_WEBHOOK_TOKEN']}\n"
+    )
+    if database_url.startswith("postgresql"):
+        upgraded = subprocess.run(
+            [sys.executable, "-m", "bot", "db", "upgrade", "--config", str(config)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert upgraded.returncode == 0, upgraded.stderr
+    serve_log = tmp_path / "serve.log"
+    serve = procs.start([sys.executable, "-m", "bot", "serve", "--config", str(config)], serve_log, env or TOKENS)
+    wait_until(lambda: healthy(f"http://127.0.0.1:{bot_port}/healthz") or serve.poll() is not None, 30, "serve")
+    assert serve.poll() is None, serve_log.read_text()
+    procs.start(
+        [ALERTMANAGER, f"--config.file={am_config}", f"--storage.path={tmp_path / 'am-data'}",
+         f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
+         f"--web.external-url=http://127.0.0.1:{am_port}"],
+        tmp_path / "alertmanager.log",
+    )  # fmt: skip
+    wait_until(lambda: healthy(f"http://127.0.0.1:{am_port}/-/ready"), 30, "alertmanager")
+    return serve_log
+
+
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str) -> Iterator[dict[str, Any]]:
     if not (Path(ALERTMANAGER).exists() and shutil.which(AMTOOL)):
@@ -81,32 +122,9 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[dict[str, Any]]:
         "hosts: {web-1: {address: 127.0.0.1}}\n"
         "services: {shop: {match: {labels: {service: shop}}, hosts: [web-1]}}\n"
     )
-    am_config = tmp_path / "am.yml"
-    am_config.write_text(
-        "route:\n  receiver: bot\n  group_by: [alertname, service]\n"
-        "  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 3s\n"
-        "receivers:\n  - name: bot\n    webhook_configs:\n"
-        f"      - url: http://127.0.0.1:{bot_port}/alerts/alertmanager\n        send_resolved: true\n"
-        "        http_config:\n          authorization:\n"
-        f"            credentials: {TOKENS['INCIDENT_BOT_WEBHOOK_TOKEN']}\n"
-    )
     procs = Processes()
     try:
-        if database_url.startswith("postgresql"):
-            upgraded = subprocess.run(
-                [sys.executable, "-m", "bot", "db", "upgrade", "--config", str(config)],
-                capture_output=True, text=True, timeout=60, check=False,
-            )  # fmt: skip
-            assert upgraded.returncode == 0, upgraded.stderr
-        procs.start([sys.executable, "-m", "bot", "serve", "--config", str(config)], tmp_path / "serve.log", TOKENS)
-        wait_until(lambda: healthy(f"http://127.0.0.1:{bot_port}/healthz"), 30, "incident-bot serve")
-        procs.start(
-            [ALERTMANAGER, f"--config.file={am_config}", f"--storage.path={tmp_path / 'am-data'}",
-             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
-             f"--web.external-url=http://127.0.0.1:{am_port}"],
-            tmp_path / "alertmanager.log",
-        )  # fmt: skip
-        wait_until(lambda: healthy(f"http://127.0.0.1:{am_port}/-/ready"), 30, "alertmanager")
+        start_stack(procs, tmp_path, config, database_url=database_url, ports=(bot_port, am_port))
         yield {"bot": f"http://127.0.0.1:{bot_port}", "am": f"http://127.0.0.1:{am_port}", "tmp": tmp_path}
     finally:
         procs.stop()

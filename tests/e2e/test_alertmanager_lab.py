@@ -13,8 +13,6 @@ one diagnosis job; once the alert is expired with ``amtool --end`` the incident 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,9 +30,9 @@ from tests.e2e.test_alertmanager import (
     Processes,
     amtool,
     database_url,  # noqa: F401 - the sqlite/postgresql parametrised fixture
-    healthy,
     incidents,
     notifications,
+    start_stack,
     wait_until,
 )
 from tests.labfixture import running_lab
@@ -59,37 +57,20 @@ def stack(lab: Lab, tmp_path: Path, database_url: str) -> Iterator[dict[str, Any
     document["listen"] = f"127.0.0.1:{bot_port}"
     config = tmp_path / "incident-bot.yaml"
     config.write_text(yaml.safe_dump(document))
-    am_config = tmp_path / "am.yml"
-    am_config.write_text(
-        "route:\n  receiver: bot\n  group_by: [alertname, service]\n"
-        f"  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: {REPEAT_INTERVAL}s\n"
-        "receivers:\n  - name: bot\n    webhook_configs:\n"
-        f"      - url: http://127.0.0.1:{bot_port}/alerts/alertmanager\n        send_resolved: true\n"
-        "        http_config:\n          authorization:\n"
-        f"            credentials: {TOKENS['INCIDENT_BOT_WEBHOOK_TOKEN']}\n"
-    )
     env = {**TOKENS, "XDG_STATE_HOME": str(tmp_path / "state")}
     procs = Processes()
     try:
         lab.rotate_logs()
         lab.break_("upstream_down")
-        if database_url.startswith("postgresql"):
-            upgraded = subprocess.run(
-                [sys.executable, "-m", "bot", "db", "upgrade", "--config", str(config)],
-                capture_output=True, text=True, timeout=60, check=False,
-            )  # fmt: skip
-            assert upgraded.returncode == 0, upgraded.stderr
-        serve_log = tmp_path / "serve.log"
-        serve = procs.start([sys.executable, "-m", "bot", "serve", "--config", str(config)], serve_log, env)
-        wait_until(lambda: healthy(f"http://127.0.0.1:{bot_port}/healthz") or serve.poll() is not None, 30, "serve")
-        assert serve.poll() is None, serve_log.read_text()
-        procs.start(
-            [ALERTMANAGER, f"--config.file={am_config}", f"--storage.path={tmp_path / 'am-data'}",
-             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
-             f"--web.external-url=http://127.0.0.1:{am_port}"],
-            tmp_path / "alertmanager.log",
-        )  # fmt: skip
-        wait_until(lambda: healthy(f"http://127.0.0.1:{am_port}/-/ready"), 30, "alertmanager")
+        serve_log = start_stack(
+            procs,
+            tmp_path,
+            config,
+            database_url=database_url,
+            ports=(bot_port, am_port),
+            repeat_interval=REPEAT_INTERVAL,
+            env=env,
+        )
         yield {"bot": f"http://127.0.0.1:{bot_port}", "am": f"http://127.0.0.1:{am_port}", "log": serve_log}
     finally:
         procs.stop()
