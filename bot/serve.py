@@ -139,7 +139,22 @@ async def _stop_worker(task: asyncio.Task[None], grace: float) -> None:
         await task
 
 
-async def serve(settings: Settings) -> None:
+async def _watch(server: uvicorn.Server, started: asyncio.Event | None, shutdown: asyncio.Event | None) -> None:
+    """Tell ``started`` once uvicorn listens; ask uvicorn to exit once ``shutdown`` is set."""
+    while not server.started:
+        await asyncio.sleep(0.02)
+    if started is not None:
+        started.set()
+    if shutdown is not None:
+        await shutdown.wait()
+        server.should_exit = True
+
+
+async def serve(
+    settings: Settings, *, started: asyncio.Event | None = None, shutdown: asyncio.Event | None = None
+) -> None:
+    """Run until SIGINT/SIGTERM, or until ``shutdown`` is set; ``started`` is set once the server listens
+    (both for callers that run ``serve`` in-process, such as ``incident-bot demo``)."""
     check_exposure(settings)
     host, port = listen_address(settings)
     engine = create_engine(settings.database_url)
@@ -169,9 +184,12 @@ async def serve(settings: Settings) -> None:
             diagnosis_worker(settings, store, metrics).run_forever(stop), name="diagnosis-worker"
         )
         outbox = asyncio.create_task(outbox_worker(settings, store).run_forever(stop), name="outbox-worker")
+        server = _Server(config)
+        watcher = asyncio.create_task(_watch(server, started, shutdown), name="serve-watch")
         try:
-            await _Server(config).serve()
+            await server.serve()
         finally:
+            watcher.cancel()
             stop.set()
             worker.cancel()  # a job in flight stays leased: it runs again after the lease expires
             with contextlib.suppress(asyncio.CancelledError):
