@@ -33,6 +33,7 @@ from bot.adapters.metrics import Metrics
 from bot.adapters.probe import HttpxProber
 from bot.app import diagnose_incident, grafana_signing
 from bot.config import Settings
+from bot.core.cards import render_message
 from bot.core.incidents import Incident
 from bot.core.models import Diagnosis
 from bot.core.store import Store
@@ -40,7 +41,7 @@ from bot.errors import ConfigError
 from bot.runbook.registry import load as load_runbooks
 from bot.services.diagnosis_jobs import DiagnosisWorker
 from bot.services.incidents import IncidentService
-from bot.services.outbox import OutboxWorker, Pace, render_message
+from bot.services.outbox import OutboxWorker, Pace
 from bot.services.routing import group_key, route
 
 

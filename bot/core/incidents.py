@@ -101,7 +101,11 @@ class Job(BaseModel):
 
 
 class OutboxMessage(BaseModel):
-    """Something to say about an incident, delivered later by the sender of its chat target."""
+    """Something to say about an incident, delivered later by the sender of its chat target.
+
+    ``target`` names the sender (``slack``, ``telegram``, ``console``; empty: the outbox's default).
+    Messages of one incident to one target are delivered in the order queued.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -110,6 +114,25 @@ class OutboxMessage(BaseModel):
     kind: Literal["opened", "updated", "resolved", "post"]
     created_at: datetime
     payload: dict[str, Any] = Field(default_factory=dict)
+    target: str = ""
+
+
+class ChatThread(BaseModel):
+    """Where an incident's thread lives on one chat target, written by that target's sender.
+
+    ``channel`` is the Slack channel id (as the API returned it) or the Telegram chat id; ``root`` the
+    Slack ``ts`` of the status card or the Telegram ``message_id`` of the status message (as text);
+    ``topic`` the Telegram forum topic (``message_thread_id``) when the incident has one.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    incident_id: str
+    target: str
+    channel: str
+    root: str
+    topic: str | None = None
+    created_at: datetime
 
 
 Outcome = Literal["opened", "reopened", "joined", "duplicate", "resolved_alert", "resolved_incident", "ignored"]

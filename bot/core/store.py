@@ -9,7 +9,8 @@ Work queues live beside it. Diagnosis jobs are claimed under a lease: the oldest
 one whose lease ran out (its worker crashed), so a job is picked up again after a restart and two
 workers never hold the same job at once. Outbox messages are claimed in insertion order per incident:
 a message waits while an earlier message of its incident is not yet due (leased to a sender or set to
-retry later), so replies about one incident are never delivered out of order.
+retry later), so replies about one incident are never delivered out of order to one chat target
+(targets do not wait for each other).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from bot.core.incidents import Incident, Job, OutboxMessage, StoredAlert, TimelineEvent
+from bot.core.incidents import ChatThread, Incident, Job, OutboxMessage, StoredAlert, TimelineEvent
 from bot.core.ports import AuditEntry
 
 #: How long a sender may hold claimed outbox messages before they are offered again.
@@ -102,7 +103,8 @@ class Store(Protocol):
         self, limit: int, now: datetime, *, lease: timedelta = MESSAGE_LEASE
     ) -> Sequence[ClaimedMessage]:
         """Up to ``limit`` undelivered messages that are due, in insertion order, each leased until
-        ``now + lease``; a message is held back while an earlier one of its incident is not due."""
+        ``now + lease``; a message is held back while an earlier one of its incident to the same target
+        is not due."""
         ...
 
     async def mark_delivered(self, message_id: str, now: datetime) -> None: ...
@@ -117,6 +119,18 @@ class Store(Protocol):
 
     async def get_diagnosis(self, incident_id: str) -> dict[str, Any] | None:
         """The incident's latest diagnosis (by ``at``, then by order saved), or None."""
+        ...
+
+    async def get_thread(self, incident_id: str, target: str) -> ChatThread | None:
+        """Where the incident's thread is on ``target``, once its sender has started it."""
+        ...
+
+    async def save_thread(self, thread: ChatThread) -> None:
+        """Record (or replace) where the incident's thread is on ``thread.target``."""
+        ...
+
+    async def find_thread(self, target: str, channel: str, root: str) -> ChatThread | None:
+        """The thread whose root message is ``root`` in ``channel`` of ``target`` (a click on a card)."""
         ...
 
     async def record_audit(self, entry: AuditEntry) -> None: ...

@@ -1,14 +1,15 @@
 """The outbox worker: delivers what the bot says about incidents to the sender of each chat target.
 
 Messages are written to the outbox in the same transaction as the change they report
-(``services/incidents``, ``services/diagnosis_jobs``); an :class:`OutboxWorker` claims the due ones
-under a lease (:meth:`Store.claim_messages`), renders each to chat-neutral blocks
-(:func:`render_message`: the status card for ``opened``/``updated``/``resolved``, with the top cause
-once a diagnosis exists; the cause card for a diagnosis ``post``) and hands them to the sender of the
-incident's target. Rules (DESIGN §8, serve issue item 8):
+(``services/incidents``, ``services/diagnosis_jobs``), one per chat target; an :class:`OutboxWorker`
+claims the due ones under a lease (:meth:`Store.claim_messages`), renders each to chat-neutral blocks
+(``render``, normally :func:`bot.core.cards.render_message`: the status card for
+``opened``/``updated``/``resolved`` with the top cause once a diagnosis exists, the thread posts) and
+hands them to the sender of the message's target. Rules (DESIGN §8, serve issue item 8):
 
-- **order**: an incident's messages go out in the order queued; when one fails, its incident's later
-  messages of the batch are given back to the store and wait behind it (the store holds them back);
+- **order**: an incident's messages to one target go out in the order queued; when one fails, the
+  later messages of that incident and target are given back to the store and wait behind it (the
+  store holds them back), while other targets go on;
 - **pace**: at most one message per ``Pace.interval`` seconds to one target, and optionally at most
   ``Pace.burst`` per ``Pace.window`` (Telegram groups: 20 a minute); targets do not wait for each other;
 - **429**: :class:`~bot.errors.RateLimited` blocks the whole target for ``retry_after`` seconds and the
@@ -39,11 +40,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from pydantic import ValidationError
-
-from bot.core.blocks import Actions, Block, Button, Context, Fields, Header, Section, diagnosis_blocks
+from bot.core.blocks import Block
+from bot.core.cards import read_diagnosis
 from bot.core.chat import ChatSender
-from bot.core.incidents import Incident, IncidentState, OutboxMessage
+from bot.core.incidents import Incident, OutboxMessage
 from bot.core.models import Diagnosis
 from bot.core.store import MESSAGE_LEASE, ClaimedMessage, Store
 from bot.errors import ChatError, RateLimited, TransientChatError
@@ -105,91 +105,6 @@ class _Gate:
             self.sent.popleft()
 
 
-# ---------------------------------------------------------------------------------------------- render
-
-_STATE_MARK = {IncidentState.TRIGGERED: "🔴", IncidentState.ACKNOWLEDGED: "🟠", IncidentState.RESOLVED: "✅"}
-
-
-def _when(at: datetime) -> str:
-    return at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
-
-
-def _lasted(delta: timedelta) -> str:
-    seconds = max(0, int(delta.total_seconds()))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
-
-
-def status_card(incident: Incident, diagnosis: Diagnosis | None) -> list[Block]:
-    """The incident's status card: state, service, status, URL, times, the top cause once diagnosed."""
-    title = incident.title or incident.key
-    blocks: list[Block] = [Header(f"{_STATE_MARK[incident.state]} Incident #{incident.id}: {title}")]
-    pairs: list[tuple[str, str]] = [
-        ("State", incident.state.value),
-        ("Service", incident.service or "unrouted"),
-        ("HTTP status", str(incident.status) if incident.status is not None else "not given"),
-        ("Alerts", str(incident.alert_count)),
-        ("Opened", _when(incident.opened_at)),
-    ]
-    if incident.url:
-        pairs.append(("URL", incident.url))
-    if incident.acknowledged_at is not None:
-        by = f" by {incident.acknowledged_by}" if incident.acknowledged_by else ""
-        pairs.append(("Acknowledged", f"{_when(incident.acknowledged_at)}{by}"))
-    if incident.resolved_at is not None:
-        lasted = _lasted(incident.resolved_at - incident.opened_at)
-        pairs.append(("Resolved", f"{_when(incident.resolved_at)} (after {lasted})"))
-    blocks.append(Fields(tuple(pairs)))
-    top = diagnosis.top if diagnosis is not None else None
-    if diagnosis is not None and top is not None and diagnosis.evidence_found:
-        blocks.append(Section(f"Suspected cause: {top.title} ({top.id}, {top.confidence:.0%})"))
-    elif diagnosis is not None:
-        blocks.append(Context("Diagnosis found no evidence of a cause"))
-    elif not incident.routed:
-        blocks.append(Context("Unrouted: no service matched, so it is not diagnosed on any host"))
-    elif incident.open:
-        blocks.append(Context("Diagnosis running…"))
-    if incident.state is IncidentState.TRIGGERED:
-        blocks.append(
-            Actions(
-                (
-                    Button("Acknowledge", "acknowledge", incident.id, "primary"),
-                    Button("Resolve", "resolve", incident.id),
-                )
-            )
-        )
-    elif incident.state is IncidentState.ACKNOWLEDGED:
-        blocks.append(Actions((Button("Resolve", "resolve", incident.id),)))
-    return blocks
-
-
-def _diagnosis(body: object) -> Diagnosis | None:
-    if not isinstance(body, dict):
-        return None
-    try:
-        return Diagnosis.model_validate(body)
-    except ValidationError:
-        log.warning("a stored diagnosis could not be read; rendered without it")
-        return None
-
-
-def render_message(message: OutboxMessage, incident: Incident, diagnosis: Diagnosis | None) -> list[Block]:
-    """The blocks of an outbox message: the status card, or for a ``post`` its diagnosis (the cause
-    card), its ``text``, or else the incident's latest diagnosis."""
-    if message.kind != "post":
-        return status_card(incident, diagnosis)
-    posted = _diagnosis(message.payload.get("diagnosis"))
-    if posted is not None:
-        return diagnosis_blocks(posted)
-    text = message.payload.get("text")
-    if isinstance(text, str) and text:
-        return [Section(text)]
-    if diagnosis is not None:
-        return diagnosis_blocks(diagnosis)
-    return [Context(f"(incident #{incident.id}: nothing to show)")]
-
-
 # ---------------------------------------------------------------------------------------------- worker
 
 
@@ -237,8 +152,7 @@ class OutboxWorker:
         self._stop: asyncio.Event | None = None
 
     def _default_target(self, message: OutboxMessage, incident: Incident) -> str:
-        named = message.payload.get("target")
-        return named if isinstance(named, str) and named in self.senders else self._default
+        return message.target if message.target in self.senders else self._default
 
     def _gate(self, target: str) -> _Gate:
         gate = self._gates.get(target)
@@ -263,7 +177,7 @@ class OutboxWorker:
             return 0
         deadline = claimed_at + self.lease * 0.8  # give back what is left well before the lease runs out
         queues = await self._queues(claimed)
-        stopped: dict[str, datetime] = {}  # incident id → when its failed message is offered again
+        stopped: dict[tuple[str, str], datetime] = {}  # (incident, target) → when its failed message is retried
         while any(queues.values()):
             now = self.clock()
             if self._stopping:
@@ -277,7 +191,7 @@ class OutboxWorker:
                 await self._pause((ready - now).total_seconds())
                 continue
             item = queues[target].popleft()
-            held = stopped.get(item.message.incident_id)
+            held = stopped.get((item.message.incident_id, target))
             if held is not None:
                 await self.store.retry_message(item.message.id, held)
                 continue
@@ -345,15 +259,19 @@ class OutboxWorker:
         return queues
 
     async def _give_back(
-        self, queues: Mapping[str, deque[_Item]], stopped: Mapping[str, datetime], at: datetime
+        self, queues: Mapping[str, deque[_Item]], stopped: Mapping[tuple[str, str], datetime], at: datetime
     ) -> None:
         """Offer the unsent messages again at ``at`` (or behind their incident's failed message)."""
         for queue in queues.values():
             while queue:
                 item = queue.popleft()
-                await self.store.retry_message(item.message.id, max(at, stopped.get(item.message.incident_id, at)))
+                await self.store.retry_message(
+                    item.message.id, max(at, stopped.get((item.message.incident_id, item.target), at))
+                )
 
-    async def _deliver(self, item: _Item, queues: Mapping[str, deque[_Item]], stopped: dict[str, datetime]) -> None:
+    async def _deliver(
+        self, item: _Item, queues: Mapping[str, deque[_Item]], stopped: dict[tuple[str, str], datetime]
+    ) -> None:
         message, target = item.message, item.target
         incident = await self.store.get_incident(message.incident_id) or item.incident  # as it is now
         gate = self._gate(target)
@@ -366,7 +284,7 @@ class OutboxWorker:
         try:
             diagnosis = None
             if message.kind != "post" or not message.payload:
-                diagnosis = _diagnosis(await self.store.get_diagnosis(message.incident_id))
+                diagnosis = read_diagnosis(await self.store.get_diagnosis(message.incident_id))
             await sender.send(message, self.render(message, incident, diagnosis), incident)
         except asyncio.CancelledError:
             raise  # shutting down: the message stays leased and is offered again once the lease runs out
@@ -374,7 +292,7 @@ class OutboxWorker:
             at = self.clock() + timedelta(seconds=exc.retry_after)
             log.warning("outbox: %s rate limited; waiting %.1fs (message %s)", target, exc.retry_after, message.id)
             gate.blocked_until = max(at, gate.blocked_until or at)
-            stopped[message.incident_id] = at
+            stopped[(message.incident_id, target)] = at
             await self.store.retry_message(message.id, at)
             await self._give_back({target: queues[target]}, stopped, at)  # the whole target waits
         except ChatError as exc:
@@ -391,10 +309,12 @@ class OutboxWorker:
             self._failures.pop(message.id, None)
             await self.store.mark_delivered(message.id, self.clock())
 
-    async def _retry_later(self, message: ClaimedMessage, target: str, stopped: dict[str, datetime], code: str) -> None:
+    async def _retry_later(
+        self, message: ClaimedMessage, target: str, stopped: dict[tuple[str, str], datetime], code: str
+    ) -> None:
         self._failures[message.id] += 1
         delay = self.backoff_delay(self._failures[message.id])
         at = self.clock() + timedelta(seconds=delay)
         log.warning("outbox message %s to %s failed (%s); retrying in %.1fs", message.id, target, code, delay)
-        stopped[message.incident_id] = at
+        stopped[(message.incident_id, target)] = at
         await self.store.retry_message(message.id, at)

@@ -8,8 +8,9 @@ that raises, the deadline) becomes a finding on that host; the other hosts still
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ValidationError
@@ -19,6 +20,11 @@ from bot.core.models import Finding, Severity
 from bot.core.ports import Executor, HostSession, Progress, ProgressEvent, ProgressState
 from bot.errors import RemoteError
 from bot.runbook.base import FACTS_KIND, Reply, Runbook, Step
+
+log = logging.getLogger(__name__)
+
+#: Told each host's findings as soon as that host's runbooks are done (or the host failed).
+HostDone = Callable[[str, list[Finding]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -61,11 +67,13 @@ class Runner:
         deadline: float = 60.0,
         max_parallel_hosts: int = 64,
         progress: Progress | None = None,
+        on_host: HostDone | None = None,
     ) -> None:
         self.executor = executor
         self.deadline = deadline
         self.max_parallel_hosts = max_parallel_hosts
         self.progress = progress or (lambda event: None)
+        self.on_host = on_host
 
     async def run(self, plans: Sequence[HostPlan]) -> RunReport:
         report = RunReport()
@@ -75,6 +83,7 @@ class Runner:
         async def one(plan: HostPlan) -> None:
             async with gate:
                 await self._host(plan, report, started)
+            await self._tell(plan.target.name, report)
 
         tasks = {asyncio.ensure_future(one(plan)): plan for plan in plans}
         if not tasks:
@@ -170,6 +179,17 @@ class Runner:
                 )
             )
             self._emit(host, runbook.name, "failed", started, type(exc).__name__)
+
+    async def _tell(self, host: str, report: RunReport) -> None:
+        """Hand ``on_host`` the host's findings; its failure is logged, never the host's."""
+        if self.on_host is None:
+            return
+        try:
+            await self.on_host(host, [f for f in report.findings if f.host == host])
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("runner: reporting the findings of %s failed", host)
 
     def _emit(self, host: str, runbook: str | None, state: ProgressState, started: float, detail: str = "") -> None:
         self.progress(ProgressEvent(host, runbook, state, time.monotonic() - started, detail))

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from bot.core.blocks import Block, plain_text
 from bot.core.commands import Command, CommandResult, Target
-from bot.core.incidents import Incident, Job, OutboxMessage, StoredAlert, TimelineEvent
+from bot.core.incidents import ChatThread, Incident, Job, OutboxMessage, StoredAlert, TimelineEvent
 from bot.core.models import Diagnosis, Finding
 from bot.core.ports import AuditEntry
 from bot.core.store import MESSAGE_LEASE, ClaimedJob, ClaimedMessage
@@ -193,6 +193,8 @@ class MemoryStore:
         self.audit: list[AuditEntry] = []
         #: (incident id, at, body) of every diagnosis saved, in the order saved.
         self.diagnoses: list[tuple[str, datetime, dict[str, Any]]] = []
+        #: (incident id, target) → where that incident's thread is on that target.
+        self.threads: dict[tuple[str, str], ChatThread] = {}
         self.counter = 0
         self._lock = asyncio.Lock()
 
@@ -245,14 +247,15 @@ class MemoryStore:
         self, limit: int, now: datetime, *, lease: timedelta = MESSAGE_LEASE
     ) -> list[ClaimedMessage]:
         async with self._lock:
-            held: set[str] = set()
+            held: set[tuple[str, str]] = set()
             claimed: list[ClaimedMessage] = []
             for message in self.messages:
                 st = self.message_states[message.id]
-                if st.delivered_at is not None or message.incident_id in held:
+                queue = (message.incident_id, message.target)
+                if st.delivered_at is not None or queue in held:
                     continue
                 if st.next_attempt_at > now:
-                    held.add(message.incident_id)  # later messages of this incident wait for it
+                    held.add(queue)  # later messages of this incident to this target wait for it
                     continue
                 if len(claimed) >= limit:
                     break
@@ -281,6 +284,21 @@ class MemoryStore:
     async def get_diagnosis(self, incident_id: str) -> dict[str, Any] | None:
         found = [(at, n, body) for n, (iid, at, body) in enumerate(self.diagnoses) if iid == incident_id]
         return copy.deepcopy(max(found, key=lambda f: (f[0], f[1]))[2]) if found else None
+
+    async def get_thread(self, incident_id: str, target: str) -> ChatThread | None:
+        return self.threads.get((incident_id, target))
+
+    async def save_thread(self, thread: ChatThread) -> None:
+        async with self._lock:
+            if thread.incident_id not in self.incidents:  # the SQL store's foreign key refuses it too
+                raise KeyError(f"no incident {thread.incident_id!r}")
+            self.threads[(thread.incident_id, thread.target)] = thread
+
+    async def find_thread(self, target: str, channel: str, root: str) -> ChatThread | None:
+        return next(
+            (t for t in self.threads.values() if (t.target, t.channel, t.root) == (target, channel, root)),
+            None,
+        )
 
     async def record_audit(self, entry: AuditEntry) -> None:
         self.audit.append(entry)

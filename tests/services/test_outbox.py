@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from bot.core.blocks import Block
+from bot.core.cards import render_message
 from bot.core.incidents import Incident, IncidentState, Job, OutboxMessage
 from bot.core.models import Cause, Diagnosis, Finding, Severity
 from bot.errors import ChatRejected
 from bot.services.diagnosis_jobs import DiagnosisWorker
-from bot.services.outbox import DEFAULT_PACE, TELEGRAM_GROUP_PACE, OutboxWorker, Pace, render_message
+from bot.services.outbox import DEFAULT_PACE, TELEGRAM_GROUP_PACE, OutboxWorker, Pace
 from bot.testing import MemoryStore, RecordingNotifier
 
 T0 = datetime(2026, 11, 30, 3, 25, tzinfo=UTC)
@@ -61,11 +62,20 @@ async def incident(store: MemoryStore, n: int, **update: Any) -> Incident:
     return found
 
 
-async def enqueue(store: MemoryStore, incident_id: int, kind: str, mid: str, **payload: Any) -> str:
+async def enqueue(
+    store: MemoryStore, incident_id: int, kind: str, mid: str, *, target: str = "", **payload: Any
+) -> str:
     async with store.transaction() as tx:
         await tx.enqueue_message(
             OutboxMessage.model_validate(
-                {"id": mid, "incident_id": str(incident_id), "kind": kind, "created_at": T0, "payload": payload}
+                {
+                    "id": mid,
+                    "incident_id": str(incident_id),
+                    "kind": kind,
+                    "created_at": T0,
+                    "payload": payload,
+                    "target": target,
+                }
             )
         )
     return mid
@@ -257,7 +267,7 @@ async def test_an_update_followed_by_the_resolution_sends_only_the_resolution() 
     chat = RecordingNotifier(clock)
     await drain(worker(store, clock, {"chat": chat}), store, clock)
     assert chat.ids == ["r1"]
-    assert "State: resolved" in chat.sent[0].text and "after 3m00s" in chat.sent[0].text
+    assert "State: resolved" in chat.sent[0].text and "Duration: 3m00s" in chat.sent[0].text
 
 
 async def test_the_status_card_shows_the_incident_and_its_top_cause_once_diagnosed() -> None:

@@ -26,8 +26,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.adapters.db.engine import SQLITE_BEGIN
-from bot.adapters.db.tables import alerts, audit, counters, diagnoses, events, groups, incidents, jobs, outbox
-from bot.core.incidents import Incident, IncidentState, Job, OutboxMessage, StoredAlert, TimelineEvent
+from bot.adapters.db.tables import (
+    alerts,
+    audit,
+    chat_threads,
+    counters,
+    diagnoses,
+    events,
+    groups,
+    incidents,
+    jobs,
+    outbox,
+)
+from bot.core.incidents import ChatThread, Incident, IncidentState, Job, OutboxMessage, StoredAlert, TimelineEvent
 from bot.core.ports import AuditEntry
 from bot.core.store import MESSAGE_LEASE, ClaimedJob, ClaimedMessage, Store, Transaction
 
@@ -58,14 +69,15 @@ class _Sql:
     def __init__(self, dialect: str) -> None:
         self.postgres = dialect == "postgresql"
 
-    def upsert(self, table: Table, values: Mapping[str, Any], key: str) -> Any:
+    def upsert(self, table: Table, values: Mapping[str, Any], key: str | tuple[str, ...]) -> Any:
         """``INSERT … ON CONFLICT (key) DO UPDATE`` setting every other given column."""
-        changes = {name: value for name, value in values.items() if name != key}
+        keys = [key] if isinstance(key, str) else list(key)
+        changes = {name: value for name, value in values.items() if name not in keys}
         if self.postgres:
             pg = postgresql.insert(table).values(**values)
-            return pg.on_conflict_do_update(index_elements=[key], set_=changes)
+            return pg.on_conflict_do_update(index_elements=keys, set_=changes)
         lite = sqlite.insert(table).values(**values)
-        return lite.on_conflict_do_update(index_elements=[key], set_=changes)
+        return lite.on_conflict_do_update(index_elements=keys, set_=changes)
 
     def insert_missing(self, table: Table, values: Mapping[str, Any], key: str) -> Any:
         if self.postgres:
@@ -248,7 +260,7 @@ class SqlStore:
         self, limit: int, now: datetime, *, lease: timedelta = MESSAGE_LEASE
     ) -> list[ClaimedMessage]:
         """Due, undelivered messages in insertion order; one waits while an earlier undelivered message
-        of its incident is not due (leased to a sender, or set to retry later)."""
+        of its incident to the same target is not due (leased to a sender, or set to retry later)."""
         if limit <= 0:
             return []
         earlier = outbox.alias("earlier")
@@ -256,6 +268,7 @@ class SqlStore:
             select(earlier.c.seq)
             .where(
                 earlier.c.incident_id == outbox.c.incident_id,
+                earlier.c.target == outbox.c.target,
                 earlier.c.delivered_at.is_(None),
                 earlier.c.seq < outbox.c.seq,
                 earlier.c.next_attempt_at > now,
@@ -311,6 +324,28 @@ class SqlStore:
         async with self._read() as conn:
             body = (await conn.execute(stmt)).scalar_one_or_none()
         return dict(body) if body is not None else None
+
+    # -- chat threads ------------------------------------------------------------------------------
+
+    async def get_thread(self, incident_id: str, target: str) -> ChatThread | None:
+        stmt = select(*_columns(chat_threads, ChatThread)).where(
+            chat_threads.c.incident_id == incident_id, chat_threads.c.target == target
+        )
+        async with self._read() as conn:
+            row = (await conn.execute(stmt)).first()
+        return _model(ChatThread, row) if row is not None else None
+
+    async def save_thread(self, thread: ChatThread) -> None:
+        async with self._writer.begin() as conn:
+            await conn.execute(self.sql.upsert(chat_threads, thread.model_dump(), ("incident_id", "target")))
+
+    async def find_thread(self, target: str, channel: str, root: str) -> ChatThread | None:
+        stmt = select(*_columns(chat_threads, ChatThread)).where(
+            chat_threads.c.target == target, chat_threads.c.channel == channel, chat_threads.c.root == root
+        )
+        async with self._read() as conn:
+            row = (await conn.execute(stmt)).first()
+        return _model(ChatThread, row) if row is not None else None
 
     # -- audit -------------------------------------------------------------------------------------
 

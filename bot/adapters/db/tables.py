@@ -161,6 +161,7 @@ outbox = Table(
     Column("delivered_at", UTCDateTime),
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("target", String(64), nullable=False, server_default=""),
     Index(
         "ix_outbox_pending",
         "incident_id",
@@ -204,4 +205,17 @@ diagnoses = Table(
     Column("at", UTCDateTime, nullable=False),
     Column("body", Json, nullable=False),
     Index("ix_diagnoses_incident_id", "incident_id"),
+)
+
+#: Where each incident's thread lives on each chat target (written by the target's sender).
+chat_threads = Table(
+    "chat_threads",
+    metadata,
+    Column("incident_id", String(64), _incident_fk(), primary_key=True),
+    Column("target", String(64), primary_key=True),
+    Column("channel", String(255), nullable=False),
+    Column("root", String(255), nullable=False),
+    Column("topic", String(255)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_chat_threads_target_channel_root", "target", "channel", "root"),
 )

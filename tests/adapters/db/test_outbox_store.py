@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.core.blocks import Block
+from bot.core.cards import render_message
 from bot.core.incidents import Incident, OutboxMessage
 from bot.core.store import Store
-from bot.services.outbox import OutboxWorker, Pace, render_message
+from bot.services.outbox import OutboxWorker, Pace
 from bot.testing import RecordingNotifier
 
 T0 = datetime(2026, 11, 30, 3, 25, tzinfo=UTC)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.adapters.db import SqlStore
-from bot.core.incidents import Incident, IncidentState, Job, OutboxMessage, StoredAlert, TimelineEvent
+from bot.core.incidents import ChatThread, Incident, IncidentState, Job, OutboxMessage, StoredAlert, TimelineEvent
 from bot.core.ports import AuditEntry
 from bot.core.store import Store, Transaction
 from tests.adapters.db.conftest import SQL, EngineFactory
@@ -28,9 +28,18 @@ def job(job_id: str, incident_id: str = "1", at: datetime = T0) -> Job:
     return Job(id=job_id, incident_id=incident_id, created_at=at)
 
 
-def message(message_id: str, incident_id: str = "1", kind: str = "post", at: datetime = T0) -> OutboxMessage:
+def message(
+    message_id: str, incident_id: str = "1", kind: str = "post", at: datetime = T0, target: str = ""
+) -> OutboxMessage:
     return OutboxMessage.model_validate(
-        {"id": message_id, "incident_id": incident_id, "kind": kind, "created_at": at, "payload": {"n": message_id}}
+        {
+            "id": message_id,
+            "incident_id": incident_id,
+            "kind": kind,
+            "created_at": at,
+            "payload": {"n": message_id},
+            "target": target,
+        }
     )
 
 
@@ -370,6 +379,18 @@ async def test_a_message_set_to_retry_holds_back_the_rest_of_its_incident_only(s
     assert [m.id for m in await store.pending_messages()] == ["m2", "m3"]
 
 
+async def test_a_message_waiting_on_one_chat_target_does_not_hold_back_another_target(store: Store) -> None:
+    await seed(store, incident(1))
+    async with store.transaction() as tx:
+        for mid, target in (("s1", "slack"), ("t1", "telegram"), ("s2", "slack"), ("t2", "telegram")):
+            await tx.enqueue_message(message(mid, target=target))
+    claimed = await store.claim_messages(1, T0)
+    assert [(m.id, m.target) for m in claimed] == [("s1", "slack")]
+    await store.retry_message("s1", T0 + timedelta(seconds=30))  # Slack answered 429
+    assert [m.id for m in await store.claim_messages(10, T0 + timedelta(seconds=1))] == ["t1", "t2"]
+    assert [m.id for m in await store.claim_messages(10, T0 + timedelta(seconds=30))] == ["s1", "s2"]
+
+
 async def test_messages_not_yet_due_are_not_claimed(store: Store) -> None:
     await seed(store, incident(1))
     async with store.transaction() as tx:
@@ -445,3 +466,28 @@ async def test_a_diagnosis_needs_its_incident(store: Store) -> None:
     with pytest.raises(Exception):  # noqa: B017 - KeyError in memory, IntegrityError in SQL
         await store.save_diagnosis("404", {"causes": []}, T0)
     assert await store.get_diagnosis("404") is None
+
+
+async def test_chat_threads_are_saved_replaced_and_found_by_their_root_message(store: Store) -> None:
+    await seed(store, incident(1), incident(2, key="blog:5xx"))
+    assert await store.get_thread("1", "slack") is None
+    slack = ChatThread(incident_id="1", target="slack", channel="C0123", root="1764473113.000200", created_at=T0)
+    telegram = ChatThread(
+        incident_id="1", target="telegram", channel="-1001234567890", root="42", topic="7", created_at=T0
+    )
+    await store.save_thread(slack)
+    await store.save_thread(telegram)
+    assert await store.get_thread("1", "slack") == slack
+    assert await store.get_thread("1", "telegram") == telegram
+    assert await store.get_thread("2", "slack") is None
+    moved = slack.model_copy(update={"root": "1764473200.000100"})
+    await store.save_thread(moved)  # a card posted again replaces the old root
+    assert await store.get_thread("1", "slack") == moved
+    assert await store.find_thread("slack", "C0123", "1764473200.000100") == moved
+    assert await store.find_thread("slack", "C0123", "1764473113.000200") is None
+    assert await store.find_thread("telegram", "-1001234567890", "42") == telegram
+
+
+async def test_a_chat_thread_needs_its_incident(store: Store) -> None:
+    with pytest.raises(Exception):  # noqa: B017 - KeyError in memory, IntegrityError in SQL
+        await store.save_thread(ChatThread(incident_id="404", target="slack", channel="C1", root="1.2", created_at=T0))

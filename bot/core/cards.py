@@ -1,0 +1,192 @@
+"""What the bot says in an incident's thread, as chat-neutral blocks: the status card and the posts.
+
+Every chat target shows the same content; its sender turns these blocks into Block Kit, Telegram HTML
+or terminal text within its platform's limits. An outbox message says which: ``opened``, ``updated``
+and ``resolved`` show the status card (the root of the thread, edited in place); a ``post`` is a reply
+whose payload names what it carries:
+
+- ``{"diagnosis": <Diagnosis JSON>}``: the cause card (quoted evidence, next steps, other candidates);
+- ``{"findings": [...], "host": "web-1"}``: one host's findings as its runbooks finish;
+- ``{"findings": [...], "probe": true}``: the confirmation probe from the bot;
+- ``{"findings": [...], "host": ..., "rerun": true}``: what changed on a host since the previous run
+  (``gone`` lists the kinds no longer seen);
+- ``{"text": "..."}``: a line (acknowledged by…, escalated to…, resolved after…).
+
+Evidence is shown verbatim but capped (lines, characters) and redacted once more; the full output stays
+in the store (``incident-bot incidents show ID``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from bot.core.blocks import Actions, Block, Button, Code, Context, Fields, Header, Section, diagnosis_blocks
+from bot.core.incidents import Incident, IncidentState, OutboxMessage
+from bot.core.models import Diagnosis, Finding, Severity
+from bot.core.redact import redact
+
+log = logging.getLogger(__name__)
+
+#: Button actions on the card (chat adapters map clicks back to these names).
+ACKNOWLEDGE, RERUN, ESCALATE, RESOLVE = "acknowledge", "rerun", "escalate", "resolve"
+ACTIONS = (ACKNOWLEDGE, RERUN, ESCALATE, RESOLVE)
+
+#: Evidence caps of one thread post: findings quoted, lines per finding, characters per line.
+MAX_QUOTED_FINDINGS = 4
+MAX_LINES_PER_FINDING = 2
+MAX_LINE_CHARS = 300
+
+_STATE_MARK = {IncidentState.TRIGGERED: "🔴", IncidentState.ACKNOWLEDGED: "🟠", IncidentState.RESOLVED: "✅"}
+_MARK = {Severity.CRITICAL: "✖", Severity.WARNING: "▲", Severity.INFO: "•", Severity.OK: "✔"}
+
+
+def when(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+def lasted(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def card_buttons(incident: Incident) -> Actions | None:
+    """Acknowledge, Re-run diagnosis, Escalate, Resolve, as far as the state allows."""
+    if incident.state is IncidentState.RESOLVED:
+        return None
+    buttons: list[Button] = []
+    if incident.state is IncidentState.TRIGGERED:
+        buttons.append(Button("Acknowledge", ACKNOWLEDGE, incident.id, "primary"))
+    if incident.routed:
+        buttons.append(Button("Re-run diagnosis", RERUN, incident.id))
+    buttons.append(Button("Escalate", ESCALATE, incident.id))
+    buttons.append(Button("Resolve", RESOLVE, incident.id, "danger"))
+    return Actions(tuple(buttons))
+
+
+def status_card(incident: Incident, diagnosis: Diagnosis | None) -> list[Block]:
+    """The incident's status card: state, service, status, URL, times, who acknowledged, the top cause
+    once diagnosed, and the buttons."""
+    title = incident.title or incident.key
+    blocks: list[Block] = [Header(f"{_STATE_MARK[incident.state]} Incident #{incident.id}: {title}")]
+    pairs: list[tuple[str, str]] = [
+        ("State", incident.state.value),
+        ("Service", incident.service or "unrouted"),
+        ("HTTP status", str(incident.status) if incident.status is not None else "not given"),
+        ("Alerts", str(incident.alert_count)),
+        ("Started", when(incident.opened_at)),
+    ]
+    if incident.url:
+        pairs.append(("URL", incident.url))
+    if incident.acknowledged_at is not None:
+        by = f" by {incident.acknowledged_by}" if incident.acknowledged_by else ""
+        pairs.append(("Acknowledged", f"{when(incident.acknowledged_at)}{by}"))
+    if incident.resolved_at is not None:
+        pairs.append(("Resolved", when(incident.resolved_at)))
+        pairs.append(("Duration", lasted(incident.resolved_at - incident.opened_at)))
+    blocks.append(Fields(tuple(pairs)))
+    top = diagnosis.top if diagnosis is not None else None
+    if diagnosis is not None and top is not None and diagnosis.evidence_found:
+        blocks.append(Section(f"Suspected cause: {top.title} ({top.id}, {top.confidence:.0%})"))
+    elif diagnosis is not None:
+        blocks.append(Context("Diagnosis found no evidence of a cause"))
+    elif not incident.routed:
+        blocks.append(Context("Unrouted: no service matched, so it is not diagnosed on any host"))
+    elif incident.open:
+        blocks.append(Context("Diagnosis running…"))
+    buttons = card_buttons(incident)
+    if buttons is not None:
+        blocks.append(buttons)
+    return blocks
+
+
+def _clip(line: str) -> str:
+    line = redact(line)
+    return line if len(line) <= MAX_LINE_CHARS else line[: MAX_LINE_CHARS - 1] + "…"
+
+
+def quoted_evidence(findings: Sequence[Finding]) -> list[str]:
+    """The evidence lines worth quoting in chat: the worst findings first, capped and redacted."""
+    lines: list[str] = []
+    worst = sorted((f for f in findings if f.evidence), key=lambda f: -f.severity.rank)
+    for finding in worst[:MAX_QUOTED_FINDINGS]:
+        lines.extend(_clip(line) for line in finding.evidence[:MAX_LINES_PER_FINDING])
+    return lines
+
+
+def findings_post(incident: Incident, title: str, findings: Sequence[Finding], gone: Sequence[str] = ()) -> list[Block]:
+    """One thread post about a set of findings: a title, what is wrong (worst first), how many checks
+    passed, the evidence quoted, and where the full output is."""
+    bad = sorted((f for f in findings if f.severity.rank > Severity.INFO.rank), key=lambda f: -f.severity.rank)
+    fine = [f for f in findings if f.severity.rank <= Severity.INFO.rank]
+    blocks: list[Block] = [Section(title)]
+    lines = [f"{_MARK[f.severity]} {f.summary}" for f in bad]
+    if fine:
+        lines.append(f"{_MARK[Severity.OK]} {len(fine)} other check{'s' if len(fine) != 1 else ''} fine")
+    lines.extend(f"✔ no longer seen: {kind}" for kind in gone)
+    if lines:
+        blocks.append(Section("\n".join(lines)))
+    quoted = quoted_evidence(bad)
+    if quoted:
+        blocks.append(Code(tuple(quoted)))
+    blocks.append(Context(f"Full output: incident-bot incidents show {incident.id}"))
+    return blocks
+
+
+def _findings(raw: object) -> list[Finding]:
+    if not isinstance(raw, list):
+        return []
+    found: list[Finding] = []
+    for item in raw:
+        try:
+            found.append(Finding.model_validate(item))
+        except ValidationError:
+            log.warning("a stored finding could not be read; left out of the post")
+    return found
+
+
+def read_diagnosis(body: object) -> Diagnosis | None:
+    """A stored diagnosis (its JSON shape), or None when there is none or it cannot be read."""
+    if not isinstance(body, dict):
+        return None
+    try:
+        return Diagnosis.model_validate(body)
+    except ValidationError:
+        log.warning("a stored diagnosis could not be read; rendered without it")
+        return None
+
+
+def _post(payload: dict[str, Any], incident: Incident, diagnosis: Diagnosis | None) -> list[Block]:
+    posted = read_diagnosis(payload.get("diagnosis"))
+    if posted is not None:
+        return diagnosis_blocks(posted)
+    if "findings" in payload:
+        findings = _findings(payload["findings"])
+        gone = [str(kind) for kind in payload.get("gone") or []]
+        if payload.get("probe"):
+            return findings_post(incident, "Confirmation probe from the bot", findings)
+        host = str(payload.get("host") or "?")
+        if payload.get("rerun"):
+            title = f"{host}: changed since the previous run" if findings or gone else f"{host}: nothing changed"
+            return findings_post(incident, title, findings, gone)
+        count = len(findings)
+        return findings_post(incident, f"{host}: runbooks done, {count} finding{'s' if count != 1 else ''}", findings)
+    text = payload.get("text")
+    if isinstance(text, str) and text:
+        return [Section(text)]
+    if diagnosis is not None:
+        return diagnosis_blocks(diagnosis)
+    return [Context(f"(incident #{incident.id}: nothing to show)")]
+
+
+def render_message(message: OutboxMessage, incident: Incident, diagnosis: Diagnosis | None) -> list[Block]:
+    """The blocks of an outbox message: the status card (with the latest ``diagnosis``), or the post."""
+    if message.kind != "post":
+        return status_card(incident, diagnosis)
+    return _post(message.payload, incident, diagnosis)
