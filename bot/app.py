@@ -17,7 +17,7 @@ from bot.config import Settings
 from bot.core.commands import Command
 from bot.core.incidents import Incident
 from bot.core.models import Diagnosis, Finding, Signal
-from bot.core.ports import Auditor, Executor, Prober, Progress
+from bot.core.ports import Auditor, Executor, Prober, Progress, Reporter
 from bot.core.probe import PROBE_SIGNALS
 from bot.diagnosis.engine import diagnose
 from bot.errors import BotError, ConfigError, UsageError
@@ -102,9 +102,11 @@ async def diagnose_incident(
     *,
     auditor: Auditor | None,
     prober: Prober | None,
+    reporter: Reporter | None = None,
 ) -> Diagnosis:
     """An incident's diagnosis job: its service's configured hosts (never hosts from the alert) over
-    SSH and, when the service has a URL, the confirmation probe of it, side by side; then the rules."""
+    SSH and, when the service has a URL, the confirmation probe of it, side by side; then the rules.
+    ``reporter`` hears the probe's findings and each host's as soon as they are in."""
     name = incident.service
     service = settings.services.get(name) if name is not None else None
     if name is None or service is None:
@@ -112,12 +114,20 @@ async def diagnose_incident(
     request = DiagnoseRequest(target=name, status=incident.status, trigger=f"incident:{incident.id}", adhoc=False)
     plans = plans_for(request, settings, catalog)
     executor = SshExecutor(auditor, request.trigger, command_timeout=settings.ssh.command_timeout)
-    runner = Runner(executor, deadline=settings.ssh.deadline, max_parallel_hosts=settings.ssh.max_parallel_hosts)
+    runner = Runner(
+        executor,
+        deadline=settings.ssh.deadline,
+        max_parallel_hosts=settings.ssh.max_parallel_hosts,
+        on_host=reporter.host if reporter is not None else None,
+    )
 
     async def probed() -> list[Finding]:
         if prober is None or not service.url:
             return []
-        return (await prober.probe(service.url)).findings()
+        found = (await prober.probe(service.url)).findings()
+        if reporter is not None:
+            await reporter.probe(found)
+        return found
 
     report, probe_findings = await asyncio.gather(runner.run(plans), probed())
     findings = [*probe_findings, *report.findings]

@@ -88,13 +88,51 @@ def explain(
         render_diagnosis(diagnosis, Console(highlight=False, soft_wrap=True), verbose=verbose)
 
 
-@app.command(help="Run the main job on bundled evidence: explain a real 502 captured from nginx and gunicorn.")
-def demo() -> None:
-    sample = SAMPLES / "502-upstream-down.txt"
-    console = Console(highlight=False, soft_wrap=True)
-    console.print(f"$ incident-bot explain --status 502 {sample.name}", markup=False)
-    diagnosis = explain_files([str(sample)], 502, registry=load())
-    render_diagnosis(diagnosis, console)
+DEMO_HELP = """Run the main job end to end on this machine, with nothing to configure.
+
+Starts the fault lab (real sshd, nginx, gunicorn and PostgreSQL on 127.0.0.1) in a new directory
+under /tmp and `serve` on SQLite with the console chat, breaks the lab (SCENARIO, by default
+upstream_down: a 502), delivers the alert through the Alertmanager webhook, and shows the incident
+thread as it is posted: opened, the findings read over SSH, the suggested cause with its evidence.
+Then it repairs the lab, resolves the incident and stops everything it started (Ctrl-C too). The
+narration and the thread go to stderr, a one-line summary to stdout.
+
+Exits 0 when the bot named the cause the lab reproduced and nothing was left running; 1 otherwise,
+and 1 when the lab cannot run here (it names the missing Debian package and how to install it, then
+explains a captured 502 instead); 2 for an unknown scenario; 130 when interrupted.
+"""
+
+
+@app.command(help=DEMO_HELP)
+def demo(
+    scenario: Annotated[
+        str, typer.Option("--scenario", metavar="SCENARIO", help="What to break (`lab scenarios` lists them).")
+    ] = "upstream_down",
+) -> None:
+    from bot.demo import DemoInterrupted, LabUnavailable, run_demo  # noqa: PLC0415 - the lab and serve stack
+
+    err = Console(stderr=True, highlight=False)
+    try:
+        report = run_demo(scenario, err)
+    except LabUnavailable as exc:
+        err.print(f"incident-bot demo: {exc.user_message()}", markup=False, style="bold red", soft_wrap=True)
+        if exc.install_hint:
+            err.print(f"to install: {exc.install_hint}", markup=False, soft_wrap=True)
+        err.print(
+            "Not the live demo: instead, `explain` on evidence captured from a real lab (no SSH, no serve):",
+            markup=False, style="bold", soft_wrap=True,
+        )  # fmt: skip
+        sample = SAMPLES / "502-upstream-down.txt"
+        console = Console(highlight=False, soft_wrap=True)
+        console.print(f"$ incident-bot explain --status 502 {sample.name}", markup=False)
+        render_diagnosis(explain_files([str(sample)], 502, registry=load()), console)
+        raise typer.Exit(1) from None
+    except DemoInterrupted as exc:
+        sys.stderr.write(f"incident-bot demo: {exc.user_message()}\n")
+        raise typer.Exit(130) from None
+    sys.stdout.write(report.summary() + "\n")
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 DIAGNOSE_HELP = """Run the 5xx checklist over SSH on TARGET and name the cause.

@@ -70,6 +70,12 @@ class ServiceChat(BaseModel):
     slack_channel: str | None = None
     telegram_chat: str | None = None
 
+    @field_validator("telegram_chat", mode="before")
+    @classmethod
+    def _chat_as_text(cls, value: Any) -> Any:
+        """Telegram chat ids are negative numbers; YAML reads them as ints."""
+        return str(value) if isinstance(value, int) else value
+
 
 class ServiceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -99,6 +105,72 @@ class GrafanaConfig(BaseModel):
     max_age: float = Field(default=300.0, gt=0)
 
 
+class AllowList(BaseModel):
+    """Who may do something from chat: listed users, members of listed Slack user groups, or anyone
+    writing in a listed channel (a Slack channel id, a Telegram chat id)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    users: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)
+
+    @field_validator("users", "groups", "channels", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        """Telegram ids written as YAML numbers are ids all the same."""
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+    @property
+    def empty(self) -> bool:
+        return not (self.users or self.groups or self.channels)
+
+
+class ChatPermissions(BaseModel):
+    """``respond``: acknowledge, resolve, escalate, re-run a diagnosis; unset, anyone in a channel
+    the bot posts incidents to may. ``operate``: run ``diagnose`` and ``runbook`` from chat; unset,
+    nobody may."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    respond: AllowList | None = None
+    operate: AllowList = Field(default_factory=AllowList)
+
+
+class SlackConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: The channel of incidents whose service names none (``SLACK_CHANNEL`` wins).
+    channel: str | None = None
+    #: The Web API base URL (``SLACK_API_URL`` wins): GovSlack, a proxy, a test fake.
+    api_url: str = "https://slack.com/api/"
+    allow: ChatPermissions = Field(default_factory=ChatPermissions)
+
+
+class TelegramConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: The chat of incidents whose service names none (``TELEGRAM_CHAT_ID`` wins).
+    chat: str | None = None
+    #: The Bot API base URL (``TELEGRAM_API_URL`` wins): a local Bot API server, a test fake.
+    api_url: str = "https://api.telegram.org/bot"
+    #: The public HTTPS URL of ``/telegram/webhook``; unset, the bot long-polls instead.
+    webhook_url: str | None = None
+    #: Chats the bot answers in besides the incident chats; messages from any other chat are ignored.
+    chats: list[str] = Field(default_factory=list)
+    allow: ChatPermissions = Field(default_factory=ChatPermissions)
+
+    @field_validator("chat", mode="before")
+    @classmethod
+    def _chat_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+    @field_validator("chats", mode="before")
+    @classmethod
+    def _chats_as_text(cls, value: Any) -> Any:
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+
 class Secrets(BaseModel):
     """Secrets come from the environment only, never from the file."""
 
@@ -122,6 +194,8 @@ class Settings(BaseModel):
     hosts: dict[str, HostConfig] = Field(default_factory=dict)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
     grafana: GrafanaConfig = Field(default_factory=GrafanaConfig)
+    slack: SlackConfig = Field(default_factory=SlackConfig)
+    telegram: TelegramConfig = Field(default_factory=TelegramConfig)
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
     source: str | None = Field(default=None, exclude=True)
 
@@ -147,6 +221,15 @@ _SECRET_ENV = {
     "pagerduty_routing_key": "PAGERDUTY_ROUTING_KEY",
     "grafana_hmac_secret": "INCIDENT_BOT_GRAFANA_HMAC_SECRET",
 }
+
+
+#: Settings the environment may give (and that win over the file): (section, key, variable).
+_PLAIN_ENV = (
+    ("slack", "channel", "SLACK_CHANNEL"),
+    ("slack", "api_url", "SLACK_API_URL"),
+    ("telegram", "chat", "TELEGRAM_CHAT_ID"),
+    ("telegram", "api_url", "TELEGRAM_API_URL"),
+)
 
 
 def config_path(explicit: str | None, env: dict[str, str]) -> Path | None:
@@ -179,6 +262,10 @@ def load_settings(explicit: str | None = None, env: dict[str, str] | None = None
         raw = loaded or {}
     if environ.get("DATABASE_URL"):
         raw["database_url"] = environ["DATABASE_URL"]
+    for section, key, var in _PLAIN_ENV:
+        current = raw.get(section)
+        if environ.get(var) and (current is None or isinstance(current, dict)):  # else validation says why
+            raw[section] = {**(current or {}), key: environ[var]}
     secrets = {name: environ[var] for name, var in _SECRET_ENV.items() if environ.get(var)}
     try:
         settings = Settings.model_validate({**raw, "secrets": secrets})

@@ -36,6 +36,7 @@ from bot.config import Settings
 from bot.core.cards import render_message
 from bot.core.incidents import Incident
 from bot.core.models import Diagnosis
+from bot.core.ports import Reporter
 from bot.core.store import Store
 from bot.errors import ConfigError
 from bot.runbook.registry import load as load_runbooks
@@ -105,10 +106,12 @@ def diagnosis_worker(settings: Settings, store: Store, metrics: Metrics) -> Diag
     catalog = load_runbooks()
     prober = HttpxProber()
 
-    async def run_job(incident: Incident) -> Diagnosis:
+    async def run_job(incident: Incident, reporter: Reporter) -> Diagnosis:
         auditor = StoreAuditor(store)
         try:
-            return await diagnose_incident(incident, settings, catalog, auditor=auditor, prober=prober)
+            return await diagnose_incident(
+                incident, settings, catalog, auditor=auditor, prober=prober, reporter=reporter
+            )
         finally:
             await auditor.flush()
 

@@ -3,8 +3,10 @@
 It is the sender ``serve`` uses when no chat is configured. The first message of an incident prints a
 header line naming it; every message (``opened``, ``updated``, ``resolved``, ``post``) then prints as a
 reply under it, its blocks rendered with rich. Every piece of text goes through ``Text`` (never markup),
-so evidence such as ``[error] connect() failed`` prints as it is. Each message is also logged as plain
-text (``bot.adapters.console_chat``, INFO). It never fails: the outbox marks each message delivered.
+so evidence such as ``[error] connect() failed`` prints as it is, and rich never breaks a line
+(``soft_wrap``): a long log line stays one line, whole when copied or piped to a file. Each message is
+also logged as plain text (``bot.adapters.console_chat``, INFO). It never fails: the outbox marks each
+message delivered.
 """
 
 from __future__ import annotations
@@ -84,6 +86,6 @@ class ConsoleChat:
     async def send(self, message: OutboxMessage, blocks: list[Block], incident: Incident) -> None:
         if incident.id not in self._threads:
             self._threads.add(incident.id)
-            self.console.print(render_header(incident))
-        self.console.print(render_thread_entry(message, blocks, incident))
+            self.console.print(render_header(incident), soft_wrap=True)
+        self.console.print(render_thread_entry(message, blocks, incident), soft_wrap=True)
         log.info("incident #%s %s:\n%s", incident.id, message.kind, plain_text(blocks))

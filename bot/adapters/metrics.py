@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 from bot.core.incidents import Incident
 from bot.core.models import Diagnosis
+from bot.core.ports import Reporter
 from bot.core.store import Store
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -30,7 +31,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Diagnosis duration buckets (seconds): SSH runs take seconds, the deadline is about a minute.
 BUCKETS: tuple[float, ...] = (0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
-DiagnoseIncident = Callable[[Incident], Awaitable[Diagnosis]]
+DiagnoseIncident = Callable[[Incident, Reporter], Awaitable[Diagnosis]]
 
 
 def _escape(value: str) -> str:
@@ -101,11 +102,11 @@ class Metrics:
     def timed(self, diagnose: DiagnoseIncident) -> DiagnoseIncident:
         """``diagnose`` that also records its duration (the worker's function, wrapped in serve)."""
 
-        async def run(incident: Incident) -> Diagnosis:
+        async def run(incident: Incident, reporter: Reporter) -> Diagnosis:
             start = self.monotonic()
             ok = False
             try:
-                result = await diagnose(incident)
+                result = await diagnose(incident, reporter)
                 ok = True
                 return result
             finally:

@@ -59,6 +59,8 @@ EventKind = Literal[
     "diagnosis_queued",
     "diagnosis_done",
     "diagnosis_failed",
+    "escalated",
+    "refused",
     "note",
 ]
 

@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from bot.core.commands import Command, CommandResult, Target
+from bot.core.models import Finding
 from bot.core.probe import ProbeReport
 
 
@@ -81,3 +82,11 @@ class Prober(Protocol):
     """
 
     async def probe(self, url: str) -> ProbeReport: ...
+
+
+class Reporter(Protocol):
+    """Told the parts of an incident's diagnosis as they arrive (each becomes a thread post)."""
+
+    async def probe(self, findings: list[Finding]) -> None: ...
+
+    async def host(self, host: str, findings: list[Finding]) -> None: ...

@@ -1,13 +1,18 @@
 """Diagnosis jobs: a worker that takes the queued diagnoses of incidents and stores what they found.
 
-Opening a routed incident queues a :class:`~bot.core.incidents.Job` (``services/incidents``). A
-:class:`DiagnosisWorker` claims one job at a time under a lease (:meth:`Store.claim_job`), runs
-``diagnose_incident`` (composed by the app: the service's hosts over SSH, the confirmation probe,
-the rules), saves the diagnosis on the incident, adds a ``diagnosis_done`` event naming the top cause
-and, in the same transaction, queues a ``post`` message carrying the diagnosis (the cause card the
-outbox delivers to chat), and marks the job done. A diagnosis that raises marks the job failed and
-says so on the timeline (with the error's code only, never its text). A worker that dies mid-job leaves the job running
-under its lease; once the lease runs out another worker (or this one after a restart) claims it again.
+Opening a routed incident queues a :class:`~bot.core.incidents.Job` (``services/incidents``); so does
+a person asking for a re-run. A :class:`DiagnosisWorker` claims one job at a time under a lease
+(:meth:`Store.claim_job`) and runs ``diagnose_incident`` (composed by the app: the service's hosts over
+SSH, the confirmation probe, the rules). While it runs, the thread hears about each part as it
+arrives: the probe's result, then each host's findings as soon as that host's runbooks are done
+(a :class:`Reporter` queues one ``post`` per part). A re-run (the incident already has a diagnosis)
+posts only what changed: per host the findings new since the previous run and the kinds no longer
+seen, nothing for a host where nothing changed, and the cause card only when the top cause changed.
+At the end the worker saves the diagnosis on the incident, adds a ``diagnosis_done`` event naming the
+top cause and, in the same transaction, queues the cause card and a card update, and marks the job
+done. A diagnosis that raises marks the job failed and says so on the timeline (with the error's code
+only, never its text). A worker that dies mid-job leaves the job running under its lease; once the
+lease runs out another worker (or this one after a restart) claims it again.
 """
 
 from __future__ import annotations
@@ -15,18 +20,72 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
+from bot.core.cards import read_diagnosis
 from bot.core.incidents import Incident, OutboxMessage, TimelineEvent
-from bot.core.models import Diagnosis
+from bot.core.models import Diagnosis, Finding
+from bot.core.ports import Reporter
 from bot.core.store import ClaimedJob, Store
+from bot.services.announce import Announcer
 
 log = logging.getLogger(__name__)
 
-DiagnoseIncident = Callable[[Incident], Awaitable[Diagnosis]]
 Clock = Callable[[], datetime]
+
+
+DiagnoseIncident = Callable[[Incident, Reporter], Awaitable[Diagnosis]]
+
+
+def _signature(findings: list[Finding]) -> set[tuple[str, str]]:
+    return {(f.kind, f.severity.value) for f in findings}
+
+
+class ThreadReporter:
+    """Queues a thread post for the probe and for each host; on a re-run only what changed since
+    ``previous`` (the incident's diagnosis before this run)."""
+
+    def __init__(self, store: Store, announce: Announcer, incident: Incident, clock: Clock, previous: Diagnosis | None):
+        self.store = store
+        self.announce = announce
+        self.incident = incident
+        self.clock = clock
+        self.previous = previous
+
+    def _before(self, host: str | None, probe: bool) -> list[Finding]:
+        if self.previous is None:
+            return []
+        if probe:
+            return [f for f in self.previous.findings if f.kind.startswith("probe.")]
+        return [f for f in self.previous.findings if f.host == host and not f.kind.startswith("probe.")]
+
+    async def probe(self, findings: list[Finding]) -> None:
+        if not findings:
+            return
+        if self.previous is not None and _signature(findings) == _signature(self._before(None, probe=True)):
+            return
+        await self._post({"probe": True, "findings": [f.model_dump(mode="json") for f in findings]})
+
+    async def host(self, host: str, findings: list[Finding]) -> None:
+        payload: dict[str, Any] = {"host": host}
+        if self.previous is None:
+            payload["findings"] = [f.model_dump(mode="json") for f in findings]
+        else:
+            before = _signature(self._before(host, probe=False))
+            after = _signature(findings)
+            if before == after:
+                return
+            new = [f for f in findings if (f.kind, f.severity.value) not in before]
+            payload["findings"] = [f.model_dump(mode="json") for f in new]
+            payload["gone"] = sorted({kind for kind, _ in before - after} - {kind for kind, _ in after})
+            payload["rerun"] = True
+        await self._post(payload)
+
+    async def _post(self, payload: dict[str, Any]) -> None:
+        async with self.store.transaction() as tx:
+            await self.announce.say(tx, self.incident, "post", self.clock(), payload)
 
 
 class IncidentGone(LookupError):
@@ -46,10 +105,13 @@ class DiagnosisWorker:
         clock: Clock,
         worker_id: str,
         lease: timedelta,
+        *,
+        announce: Announcer | None = None,
     ) -> None:
         if lease <= timedelta(0):
             raise ValueError("lease must be positive")
         self.store = store
+        self.announce = announce or Announcer()
         self.diagnose_incident = diagnose_incident
         self.clock = clock
         self.worker_id = worker_id
@@ -60,18 +122,21 @@ class DiagnosisWorker:
         job = await self.store.claim_job(self.worker_id, self.lease, self.clock())
         if job is None:
             return False
+        previous: Diagnosis | None = None
         try:
             incident = await self.store.get_incident(job.incident_id)
             if incident is None:
                 raise IncidentGone(job.incident_id)
-            diagnosis = await self.diagnose_incident(incident)
+            previous = read_diagnosis(await self.store.get_diagnosis(incident.id))
+            reporter = ThreadReporter(self.store, self.announce, incident, self.clock, previous)
+            diagnosis = await self.diagnose_incident(incident, reporter)
         except asyncio.CancelledError:
             raise  # shutting down: the job stays leased and is taken again once the lease runs out
         except Exception as exc:
             log.exception("diagnosis job %s of incident %s failed (attempt %d)", job.id, job.incident_id, job.attempts)
             await self._failed(job, exc)
             return True
-        await self._done(job, diagnosis)
+        await self._done(job, incident, diagnosis, previous)
         return True
 
     async def run_forever(self, stop: asyncio.Event, idle: float = 1.0) -> None:
@@ -88,7 +153,9 @@ class DiagnosisWorker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), idle)
 
-    async def _done(self, job: ClaimedJob, diagnosis: Diagnosis) -> None:
+    async def _done(
+        self, job: ClaimedJob, incident: Incident, diagnosis: Diagnosis, previous: Diagnosis | None
+    ) -> None:
         now = self.clock()
         body = diagnosis.to_json()
         await self.store.save_diagnosis(job.incident_id, body, now)
@@ -99,10 +166,18 @@ class DiagnosisWorker:
         else:
             text = "diagnosis done: no cause found"
             data = {"job": job.id, "cause": None}
-        post = OutboxMessage(
-            id=uuid.uuid4().hex, incident_id=job.incident_id, kind="post", created_at=now, payload={"diagnosis": body}
-        )
-        await self._event(job, now, "diagnosis_done", text, data, message=post)
+        said: dict[str, Any] = {"diagnosis": body}
+        before = previous.top.id if previous is not None and previous.top is not None else None
+        if previous is not None and before == (top.id if top is not None else None):
+            said = {
+                "text": "Re-run done: "
+                + (f"still {top.title} ({top.id}, {top.confidence:.0%})" if top else "still no cause found")
+            }
+        messages = [
+            *self.announce.messages(incident, "post", now, said),
+            *self.announce.messages(incident, "updated", now),  # the card shows the (new) top cause
+        ]
+        await self._event(job, now, "diagnosis_done", text, data, messages=messages)
         if not await self.store.finish_job(job.id, True, self.clock(), worker=self.worker_id):
             log.warning("diagnosis job %s: the lease ran out before it finished; another worker holds it", job.id)
 
@@ -124,12 +199,12 @@ class DiagnosisWorker:
         text: str,
         data: dict[str, object],
         *,
-        message: OutboxMessage | None = None,
+        messages: list[OutboxMessage] | None = None,
     ) -> None:
         event = TimelineEvent.model_validate(
             {"incident_id": job.incident_id, "at": at, "kind": kind, "text": text, "data": data}
         )
         async with self.store.transaction() as tx:
             await tx.add_event(event)
-            if message is not None:
+            for message in messages or []:
                 await tx.enqueue_message(message)

@@ -33,13 +33,13 @@ from bot.core.incidents import (
     IncidentState,
     IngestReport,
     Job,
-    OutboxMessage,
     Outcome,
     StoredAlert,
     TimelineEvent,
 )
 from bot.core.models import Alert
 from bot.core.store import Store, Transaction
+from bot.services.announce import Announcer
 
 
 def _new_id() -> str:
@@ -70,8 +70,10 @@ class IncidentService:
         group: Callable[[Alert, str | None], str],
         clock: Callable[[], datetime],
         flap_window: timedelta = timedelta(minutes=5),
+        announce: Announcer | None = None,
     ) -> None:
         self.store = store
+        self.announce = announce or Announcer()
         self.route = route
         self.group = group
         self.clock = clock
@@ -120,10 +122,12 @@ class IncidentService:
                         "alert_count": recent.alert_count + 1,
                     }
                 )
-                await tx.add_event(
-                    self._event(incident.id, now, "reopened", f"reopened: {self._name(alert)} fires again")
+                text = f"reopened: {self._name(alert)} fires again"
+                await tx.add_event(self._event(incident.id, now, "reopened", text))
+                await self.announce.say(tx, incident, "updated", now)
+                await self.announce.say(
+                    tx, incident, "post", now, {"text": f"Reopened: {self._name(alert)} fires again"}
                 )
-                await tx.enqueue_message(self._message(incident.id, now, "updated"))
             else:
                 outcome = "opened"
                 number = await tx.next_incident_number()
@@ -143,7 +147,7 @@ class IncidentService:
                 if service is not None:
                     await tx.enqueue_job(Job(id=_new_id(), incident_id=incident.id, created_at=now))
                     await tx.add_event(self._event(incident.id, now, "diagnosis_queued", "diagnosis queued"))
-                await tx.enqueue_message(self._message(incident.id, now, "opened"))
+                await self.announce.say(tx, incident, "opened", now)
         await tx.save_incident(incident)
         first_seen = stored.first_seen if stored is not None else now
         await tx.save_alert(
@@ -173,12 +177,12 @@ class IncidentService:
         incident = await tx.get_incident(incident_id)
         if incident is None or not incident.open:
             return AlertResult(alert.fingerprint, "resolved_alert", incident_id)
-        await tx.save_incident(incident.model_copy(update={"state": IncidentState.RESOLVED, "resolved_at": now}))
-        lasted = now - incident.opened_at
-        await tx.add_event(
-            self._event(incident_id, now, "resolved", f"resolved: every alert cleared after {_duration(lasted)}")
-        )
-        await tx.enqueue_message(self._message(incident_id, now, "resolved"))
+        incident = incident.model_copy(update={"state": IncidentState.RESOLVED, "resolved_at": now})
+        await tx.save_incident(incident)
+        lasted = _duration(now - incident.opened_at)
+        await tx.add_event(self._event(incident_id, now, "resolved", f"resolved: every alert cleared after {lasted}"))
+        await self.announce.say(tx, incident, "resolved", now)
+        await self.announce.say(tx, incident, "post", now, {"text": f"✅ Resolved: every alert cleared after {lasted}"})
         return AlertResult(alert.fingerprint, "resolved_incident", incident_id)
 
     async def acknowledge(self, incident_id: str, actor: str) -> ActionResult:
@@ -193,7 +197,8 @@ class IncidentService:
             )
             await tx.save_incident(incident)
             await tx.add_event(self._event(incident_id, now, "acknowledged", f"acknowledged by {actor}", actor))
-            await tx.enqueue_message(self._message(incident_id, now, "updated"))
+            await self.announce.say(tx, incident, "updated", now)
+            await self.announce.say(tx, incident, "post", now, {"text": f"Acknowledged by {actor}"})
             return ActionResult("acknowledged", incident)
 
         return await self._act(incident_id, ack)
@@ -207,7 +212,8 @@ class IncidentService:
             await tx.save_incident(incident)
             lasted = _duration(now - incident.opened_at)
             await tx.add_event(self._event(incident_id, now, "resolved", f"resolved by {actor} after {lasted}", actor))
-            await tx.enqueue_message(self._message(incident_id, now, "resolved"))
+            await self.announce.say(tx, incident, "resolved", now)
+            await self.announce.say(tx, incident, "post", now, {"text": f"✅ Resolved by {actor} after {lasted}"})
             return ActionResult("resolved", incident)
 
         return await self._act(incident_id, close)
@@ -236,12 +242,6 @@ class IncidentService:
     def _event(incident_id: str, at: datetime, kind: str, text: str, actor: str | None = None) -> TimelineEvent:
         return TimelineEvent.model_validate(
             {"incident_id": incident_id, "at": at, "kind": kind, "text": text, "actor": actor}
-        )
-
-    @staticmethod
-    def _message(incident_id: str, at: datetime, kind: str) -> OutboxMessage:
-        return OutboxMessage.model_validate(
-            {"id": _new_id(), "incident_id": incident_id, "kind": kind, "created_at": at}
         )
 
 

@@ -374,6 +374,20 @@ class _MemoryTransaction:
         self.messages.append(message)
 
 
+class RecordingReporter:
+    """A diagnosis Reporter for tests: keeps what it is told (``probes``, ``hosts`` in arrival order)."""
+
+    def __init__(self) -> None:
+        self.probes: list[list[Finding]] = []
+        self.hosts: list[tuple[str, list[Finding]]] = []
+
+    async def probe(self, findings: list[Finding]) -> None:
+        self.probes.append(list(findings))
+
+    async def host(self, host: str, findings: list[Finding]) -> None:
+        self.hosts.append((host, list(findings)))
+
+
 @dataclass(frozen=True)
 class Sent:
     """One message a :class:`RecordingNotifier` took: when (on its clock), what and about which incident."""

@@ -69,3 +69,12 @@ async def test_styles_do_not_leak_markup_into_a_colour_terminal() -> None:
     chat = ConsoleChat(Console(file=out, width=200, color_system="standard", force_terminal=True))
     await chat.send(message("o1", 1, "opened"), [Code((LINE,))], incident(1))
     assert "[error]" in out.getvalue() and "[bold]x[/bold]" in out.getvalue()
+
+
+async def test_a_long_evidence_line_is_never_broken_even_on_a_narrow_terminal() -> None:
+    out = io.StringIO()
+    chat = ConsoleChat(Console(file=out, width=40, color_system=None, force_terminal=False))
+    await chat.send(message("o1", 1, "post"), [Code((LINE,)), Section(LINE)], incident(1))
+    lines = out.getvalue().splitlines()
+    assert [line for line in lines if line.endswith(LINE)] == [f"  │ > {LINE}", f"  │ {LINE}"]
+    assert any(line.startswith("━━ incident #1") and line.endswith("━━") for line in lines)  # the header too

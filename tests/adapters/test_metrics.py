@@ -13,9 +13,10 @@ from bot.adapters.http import build_api
 from bot.adapters.metrics import Metrics
 from bot.core.incidents import Incident
 from bot.core.models import Diagnosis
+from bot.core.ports import Reporter
 from bot.services.incidents import IncidentService
 from bot.services.routing import group_key
-from bot.testing import MemoryStore
+from bot.testing import MemoryStore, RecordingReporter
 from tests.adapters.test_http import FIRING, TOKEN, auth, make_service
 
 OPENED_AT = datetime(2026, 11, 30, 3, 25, tzinfo=UTC)  # make_service's clock
@@ -78,15 +79,15 @@ async def test_the_diagnosis_histogram_times_each_job_ok_or_failed() -> None:
     metrics = Metrics(monotonic=lambda: next(ticks))
     incident = Incident(id="1", key="k", service="shop", routed=True, status=502, opened_at=OPENED_AT)
 
-    async def works(_: Incident) -> Diagnosis:
+    async def works(_: Incident, __: Reporter) -> Diagnosis:
         return Diagnosis(status=502)
 
-    async def breaks(_: Incident) -> Diagnosis:
+    async def breaks(_: Incident, __: Reporter) -> Diagnosis:
         raise ConnectionError("no route")
 
-    assert (await metrics.timed(works)(incident)).status == 502
+    assert (await metrics.timed(works)(incident, RecordingReporter())).status == 502
     with pytest.raises(ConnectionError):
-        await metrics.timed(breaks)(incident)
+        await metrics.timed(breaks)(incident, RecordingReporter())
     text = await metrics.render(MemoryStore())
     name = "incident_bot_diagnosis_duration_seconds"
     assert sample(text, f"{name}_bucket", outcome="ok", le="2.5") == 0

@@ -70,7 +70,8 @@ async def test_acknowledging_records_who_and_when_and_says_so_once(
     assert incident.acknowledged_at == clock.now and incident.acknowledged_by == "alice"
     event = (await store.timeline(incident_id))[-1]
     assert (event.kind, event.actor, event.at) == ("acknowledged", "alice", clock.now)
-    assert [m.kind for m in store.messages] == ["opened", "updated"]
+    assert [m.kind for m in store.messages] == ["opened", "updated", "post"]
+    assert store.messages[-1].payload == {"text": "Acknowledged by alice"}  # said in the thread too
 
 
 async def test_acknowledging_twice_is_a_no_op_answer(
@@ -83,7 +84,7 @@ async def test_acknowledging_twice_is_a_no_op_answer(
     again = await service.acknowledge(incident_id, "bob")
     assert again.outcome == "already_acknowledged" and not again.changed
     assert again.incident is not None and again.incident.acknowledged_by == "alice"
-    assert [m.kind for m in store.messages] == ["opened", "updated"]
+    assert [m.kind for m in store.messages] == ["opened", "updated", "post"]
     assert [e.kind for e in await store.timeline(incident_id)].count("acknowledged") == 1
 
 
@@ -100,7 +101,7 @@ async def test_resolving_by_hand_resolves_and_queues_resolved(
     assert incident.state is IncidentState.RESOLVED and incident.resolved_at == clock.now
     event = (await store.timeline(incident_id))[-1]
     assert (event.kind, event.actor) == ("resolved", "alice") and "after 10m" in event.text
-    assert [m.kind for m in store.messages] == ["opened", "updated", "resolved"]
+    assert [m.kind for m in store.messages] == ["opened", "updated", "post", "resolved", "post"]
 
 
 async def test_acting_on_a_resolved_incident_changes_nothing(service: IncidentService, store: MemoryStore) -> None:
@@ -109,7 +110,7 @@ async def test_acting_on_a_resolved_incident_changes_nothing(service: IncidentSe
     await service.resolve(incident_id, "alice")
     assert (await service.resolve(incident_id, "bob")).outcome == "already_resolved"
     assert (await service.acknowledge(incident_id, "bob")).outcome == "already_resolved"
-    assert [m.kind for m in store.messages] == ["opened", "resolved"]
+    assert [m.kind for m in store.messages] == ["opened", "resolved", "post"]
 
 
 async def test_acting_on_an_unknown_incident_is_not_found(service: IncidentService, store: MemoryStore) -> None:
@@ -126,4 +127,4 @@ async def test_the_last_alert_resolving_after_a_manual_resolution_says_nothing_m
     await service.resolve(incident_id, "alice")
     report = await service.ingest([alert("a1", state="resolved")])
     assert report.results[0].outcome == "resolved_alert"
-    assert [m.kind for m in store.messages] == ["opened", "resolved"]
+    assert [m.kind for m in store.messages] == ["opened", "resolved", "post"]

@@ -17,6 +17,7 @@ from bot.core.blocks import Block
 from bot.core.cards import render_message
 from bot.core.incidents import Incident, IncidentState, Job, OutboxMessage
 from bot.core.models import Cause, Diagnosis, Finding, Severity
+from bot.core.ports import Reporter
 from bot.errors import ChatRejected
 from bot.services.diagnosis_jobs import DiagnosisWorker
 from bot.services.outbox import DEFAULT_PACE, TELEGRAM_GROUP_PACE, OutboxWorker, Pace
@@ -292,12 +293,13 @@ async def test_a_finished_diagnosis_reaches_chat_as_the_cause_card() -> None:
     async with store.transaction() as tx:
         await tx.enqueue_job(Job(id="j1", incident_id="1", created_at=T0))
 
-    async def diagnose(found: Incident) -> Diagnosis:
+    async def diagnose(found: Incident, reporter: Reporter) -> Diagnosis:
         return DIAGNOSIS
 
     assert await DiagnosisWorker(store, diagnose, clock, "w1", timedelta(seconds=90)).run_once()
-    [post] = await store.pending_messages()
+    post, card = await store.pending_messages()
     assert post.kind == "post" and post.payload["diagnosis"] == DIAGNOSIS.to_json()
+    assert card.kind == "updated"  # the card shows the cause too
     chat = RecordingNotifier(clock)
     await drain(worker(store, clock, {"chat": chat}), store, clock)
     text = chat.sent[0].text

@@ -66,7 +66,7 @@ async def test_the_incident_resolves_when_its_last_alert_resolves(
     assert last.results[0].outcome == "resolved_incident"
     [incident] = await store.list_incidents()
     assert incident.state is IncidentState.RESOLVED and incident.resolved_at == clock.now
-    assert [m.kind for m in await store.pending_messages()] == ["opened", "resolved"]
+    assert [m.kind for m in await store.pending_messages()] == ["opened", "resolved", "post"]
     timeline = await store.timeline(incident.id)
     assert [e.kind for e in timeline] == [
         "opened", "diagnosis_queued", "alert_firing", "alert_resolved", "alert_resolved", "resolved"
@@ -84,7 +84,7 @@ async def test_a_flapping_alert_stays_in_one_incident_within_the_window(
     assert again.results[0].outcome == "reopened"
     [incident] = await store.list_incidents()
     assert incident.state is IncidentState.TRIGGERED and incident.resolved_at is None
-    assert [m.kind for m in await store.pending_messages()] == ["opened", "resolved", "updated"]
+    assert [m.kind for m in await store.pending_messages()] == ["opened", "resolved", "post", "updated", "post"]
 
 
 async def test_a_trigger_after_the_window_opens_a_new_incident(
@@ -151,4 +151,4 @@ async def test_acknowledge_and_resolve_keep_the_actor_on_every_backend(
     assert stored.acknowledged_by == "alice" and stored.acknowledged_at is not None
     events = [(e.kind, e.actor) for e in await store.timeline(incident.id)]
     assert ("acknowledged", "alice") in events and events[-1] == ("resolved", "alice")
-    assert [m.kind for m in await store.pending_messages()] == ["opened", "updated", "resolved"]
+    assert [m.kind for m in await store.pending_messages()] == ["opened", "updated", "post", "resolved", "post"]
