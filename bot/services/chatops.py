@@ -1,13 +1,7 @@
-"""Chat operations: the ``/incident`` grammar and the card's buttons, the same for Slack and Telegram.
+"""Chat operations: what the ``/incident`` commands and the card's buttons do, the same for Slack and
+Telegram (the grammar and the types adapters use are in :mod:`bot.core.chat_commands`).
 
-A chat adapter turns what a person typed or clicked into :func:`parse` + :meth:`ChatOps.run`, or
-:meth:`ChatOps.act`, with an :class:`Actor` saying who asked and where, and shows the
-:class:`ChatReply` (chat-neutral blocks). Nothing typed reaches a shell: arguments are validated here
-(incident ids, status codes, names) and a ``diagnose`` from chat only reaches hosts of the
-configuration. Grammar (``help`` prints it)::
-
-    list | show ID | ack ID | resolve ID | diagnose TARGET [STATUS] | runbook NAME TARGET
-    explain TEXT… | oncall | help
+A ``diagnose`` or ``runbook`` from chat only reaches hosts of the configuration.
 
 Who may do what (:class:`Policy`): anyone may read (list, show, explain, oncall, help);
 acknowledging, resolving, escalating and re-running need ``respond``; diagnose and runbook need
@@ -18,20 +12,19 @@ one, else in the log).
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from bot.config import AllowList, ChatPermissions
 from bot.core.blocks import Actions, Block, Code, Context, Fields, Header, Section, diagnosis_blocks
 from bot.core.cards import ACKNOWLEDGE, ESCALATE, RERUN, RESOLVE, read_diagnosis, status_card, when
+from bot.core.chat_commands import USAGE, Actor, ChatReply, ChatUsageError, ParsedCommand, incident_id
 from bot.core.incidents import Incident, Job, TimelineEvent
-from bot.core.models import Diagnosis, parse_status
+from bot.core.models import Diagnosis
 from bot.core.store import Store
-from bot.errors import BotError, UsageError
+from bot.errors import BotError
 from bot.services.announce import Announcer
 from bot.services.incidents import ActionResult, IncidentService
 
@@ -39,124 +32,8 @@ log = logging.getLogger(__name__)
 
 Permission = Literal["read", "respond", "operate"]
 
-USAGE = """\
-/incident list                       open and recent incidents
-/incident show ID                    one incident: card, cause, timeline
-/incident ack ID                     acknowledge
-/incident resolve ID                 resolve by hand
-/incident diagnose TARGET [STATUS]   run the 5xx checklist on a host or service of the configuration
-/incident runbook NAME TARGET        run one runbook on a host or service of the configuration
-/incident explain TEXT…              read pasted logs or command output and name the cause
-/incident oncall                     who is on call
-/incident help                       this text"""
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who asked, and where: ``user`` is the platform's id (Slack ``U…``, a Telegram user id), ``name``
-    what people call them, ``channel`` the Slack channel or Telegram chat of the request, ``groups`` the
-    Slack user groups the adapter found them in."""
-
-    platform: str
-    user: str
-    name: str
-    channel: str
-    groups: frozenset[str] = frozenset()
-
-    @property
-    def label(self) -> str:
-        """How the timeline and the card name them: ``@alice (slack)``."""
-        return f"{self.name} ({self.platform})"
-
-
-@dataclass(frozen=True)
-class ChatReply:
-    """An answer: ``private`` only for the asker (Slack ephemeral; Telegram a reply to them);
-    ``incident_id`` when it belongs in that incident's thread."""
-
-    blocks: list[Block]
-    private: bool = False
-    incident_id: str | None = None
-
-
-@dataclass(frozen=True)
-class ParsedCommand:
-    """A valid command: ``slow`` ones (SSH, heavy reading) are acknowledged at once and answered later."""
-
-    name: str
-    args: tuple[str, ...] = ()
-    text: str = ""
-
-    @property
-    def slow(self) -> bool:
-        return self.name in ("diagnose", "runbook", "explain")
-
-
-_ALIASES = {"incidents": "list", "ls": "list", "acknowledge": "ack", "close": "resolve", "who": "oncall"}
-#: name → (fewest, most) arguments and the usage line.
-_ARITY: dict[str, tuple[int, int, str]] = {
-    "list": (0, 0, "list"),
-    "show": (1, 1, "show ID"),
-    "ack": (1, 1, "ack ID"),
-    "resolve": (1, 1, "resolve ID"),
-    "diagnose": (1, 2, "diagnose TARGET [STATUS]"),
-    "runbook": (2, 2, "runbook NAME TARGET"),
-    "oncall": (0, 8, "oncall"),
-    "help": (0, 8, "help"),
-}
 #: What each command needs beyond reading.
 _NEEDS: dict[str, Permission] = {"ack": "respond", "resolve": "respond", "diagnose": "operate", "runbook": "operate"}
-_ID = re.compile(r"#?(\d{1,12})")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@\[\]-]{0,254}")
-
-
-class ChatUsageError(UsageError):
-    """A command that cannot be run as typed; its message is the usage line to show."""
-
-    code = "chat_usage"
-
-
-def incident_id(value: str) -> str:
-    found = _ID.fullmatch(value.strip())
-    if found is None:
-        raise ChatUsageError(f"{value!r} is not an incident id (a number, like 12 or #12)")
-    return str(int(found.group(1)))
-
-
-def parse(text: str) -> ParsedCommand:
-    """``text`` after the command (``/incident``): a valid command, or :class:`ChatUsageError`."""
-    stripped = text.strip()
-    if not stripped:
-        return ParsedCommand("help")
-    head, _, rest = stripped.partition(" ")
-    name = _ALIASES.get(head.lower(), head.lower())
-    if name == "explain":
-        if not rest.strip():
-            raise ChatUsageError("usage: explain TEXT… (paste the log lines or command output after it)")
-        return ParsedCommand("explain", text=rest.strip())
-    if name not in _ARITY:
-        raise ChatUsageError(f"unknown command {head!r}; try: help")
-    args = tuple(rest.split())
-    fewest, most, usage = _ARITY[name]
-    if not fewest <= len(args) <= most:
-        raise ChatUsageError(f"usage: {usage}")
-    if name in ("show", "ack", "resolve"):
-        args = (incident_id(args[0]),)
-    elif name == "diagnose":
-        for arg in args[:1]:
-            _name_arg(arg, "TARGET")
-        if len(args) == 2:
-            status = parse_status(args[1])  # InvalidStatus (a UsageError) says why
-            args = (args[0], str(status))
-    elif name == "runbook":
-        _name_arg(args[0], "NAME")
-        _name_arg(args[1], "TARGET")
-    return ParsedCommand(name, args)
-
-
-def _name_arg(value: str, what: str) -> None:
-    if _NAME.fullmatch(value) is None:
-        raise ChatUsageError(f"{what} {value[:40]!r} is not a host, service or runbook name")
 
 
 class Policy:
@@ -185,8 +62,8 @@ class Policy:
 #: configuration (never an ad-hoc address), as the CLI's ``diagnose`` does.
 Diagnose = Callable[[str, int | None, tuple[str, ...], str], Awaitable[Diagnosis]]
 Explain = Callable[[str], Diagnosis]
-#: Who is on call now (blocks), when paging is configured.
-OnCall = Callable[[], Awaitable[list[Block]]]
+#: ``oncall(actor, args)``: who is on call now and when that changes, or an override (``override @user 2h``).
+OnCall = Callable[[Actor, tuple[str, ...]], Awaitable[list[Block]]]
 #: Escalate an incident (page the next level); returns what was done, for the thread.
 Escalate = Callable[[Incident, Actor], Awaitable[str]]
 
@@ -279,7 +156,7 @@ class ChatOps:
             case "oncall":
                 if self.oncall is None:
                     return ChatReply([Section("No on-call rotation is configured (see `oncall:` in the config).")])
-                return ChatReply(await self.oncall())
+                return ChatReply(await self.oncall(actor, command.args))
         raise ChatUsageError(f"unknown command {command.name!r}")  # parse() lets no other name through
 
     async def _list(self) -> ChatReply:
