@@ -87,6 +87,7 @@ _ARITY: dict[str, tuple[int, int, str]] = {
     "help": (0, 8, "help"),
 }
 _ID = re.compile(r"#?(\d{1,12})")
+_WORD = re.compile(r"[@A-Za-z0-9][A-Za-z0-9_.:@+-]{0,63}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@\[\]-]{0,254}")
 
 
@@ -131,6 +132,12 @@ def parse(text: str) -> ParsedCommand:
     elif name == "runbook":
         _name_arg(args[0], "NAME")
         _name_arg(args[1], "TARGET")
+    elif name == "oncall":
+        for arg in args:
+            if _WORD.fullmatch(arg) is None:
+                raise ChatUsageError(
+                    f"{arg[:40]!r} is not a person, duration or time (usage: oncall [override @user 2h])"
+                )
     return ParsedCommand(name, args)
 
 

