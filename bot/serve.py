@@ -4,8 +4,8 @@ Built from the settings once: the SQL store (the embedded SQLite database is mig
 PostgreSQL one needs ``incident-bot db upgrade``), the incident service with routing, the FastAPI
 app run by uvicorn and, on the same event loop, the diagnosis worker that runs the queued jobs (its
 SSH commands audited to the store) and the outbox worker that delivers what the bot says about
-incidents (with no chat configured, to the console sender: a thread per incident on stderr and in the
-log). When uvicorn stops (SIGINT/SIGTERM) both workers are stopped too: a job it was running stays
+incidents to each incident's chats (``bot/chats.py``: Slack, Telegram, or with neither configured the
+console sender: a thread per incident on stderr and in the log). When uvicorn stops (SIGINT/SIGTERM) both workers are stopped too: a job it was running stays
 leased and is run again once the lease expires; messages not yet sent are given back to the outbox.
 Refuses to listen on a non-loopback address while a token is unset (DESIGN §4.4).
 """
@@ -23,15 +23,14 @@ from collections.abc import Generator
 from datetime import UTC, datetime, timedelta
 
 import uvicorn
-from rich.console import Console
 
 from bot.adapters.audit import StoreAuditor
-from bot.adapters.console_chat import ConsoleChat
 from bot.adapters.db import SqlStore, create_engine, upgrade
 from bot.adapters.http import build_api
 from bot.adapters.metrics import Metrics
 from bot.adapters.probe import HttpxProber
 from bot.app import diagnose_incident, grafana_signing
+from bot.chats import Chats, build_chats
 from bot.config import Settings
 from bot.core.cards import render_message
 from bot.core.incidents import Incident
@@ -40,9 +39,10 @@ from bot.core.ports import Reporter
 from bot.core.store import Store
 from bot.errors import ConfigError
 from bot.runbook.registry import load as load_runbooks
+from bot.services.announce import Announcer
 from bot.services.diagnosis_jobs import DiagnosisWorker
 from bot.services.incidents import IncidentService
-from bot.services.outbox import OutboxWorker, Pace
+from bot.services.outbox import OutboxWorker
 from bot.services.routing import group_key, route
 
 
@@ -101,7 +101,7 @@ class _Server(uvicorn.Server):
 LEASE_MARGIN = timedelta(seconds=60)
 
 
-def diagnosis_worker(settings: Settings, store: Store, metrics: Metrics) -> DiagnosisWorker:
+def diagnosis_worker(settings: Settings, store: Store, metrics: Metrics, announce: Announcer) -> DiagnosisWorker:
     """The worker of this process: each job's SSH commands go to the store's audit table."""
     catalog = load_runbooks()
     prober = HttpxProber()
@@ -121,6 +121,7 @@ def diagnosis_worker(settings: Settings, store: Store, metrics: Metrics) -> Diag
         clock=lambda: datetime.now(UTC),
         worker_id=f"{socket.gethostname()}:{os.getpid()}",
         lease=timedelta(seconds=settings.ssh.deadline) + LEASE_MARGIN,
+        announce=announce,
     )
 
 
@@ -128,10 +129,9 @@ def diagnosis_worker(settings: Settings, store: Store, metrics: Metrics) -> Diag
 OUTBOX_GRACE = 5.0
 
 
-def outbox_worker(settings: Settings, store: Store) -> OutboxWorker:
-    """The outbox worker of this process: with no chat adapter configured, everything goes to the console."""
-    senders = {"console": ConsoleChat(Console(stderr=True))}
-    return OutboxWorker(store, render_message, senders, clock=lambda: datetime.now(UTC), pace={"console": Pace(0.0)})
+def outbox_worker(store: Store, chats: Chats) -> OutboxWorker:
+    """The outbox worker of this process: a sender per chat target (the console when no chat is set up)."""
+    return OutboxWorker(store, render_message, chats.senders, clock=lambda: datetime.now(UTC), pace=chats.pace)
 
 
 async def _stop_worker(task: asyncio.Task[None], grace: float) -> None:
@@ -161,16 +161,18 @@ async def serve(
     (both for callers that run ``serve`` in-process, such as ``incident-bot demo``)."""
     check_exposure(settings)
     host, port = listen_address(settings)
-    engine = create_engine(settings.database_url)
-    try:
+    clock = lambda: datetime.now(UTC)  # noqa: E731 - one clock for every part
+    async with contextlib.AsyncExitStack() as resources:
+        engine = create_engine(settings.database_url)
+        resources.push_async_callback(engine.dispose)
         if engine.dialect.name == "sqlite":
             await upgrade(engine)
         store = SqlStore(engine)
+        chats = await build_chats(settings, store, clock)
+        resources.push_async_callback(chats.aclose)
+        announce = Announcer(chats.targets)
         service = IncidentService(
-            store,
-            route=lambda alert: route(alert, settings),
-            group=group_key,
-            clock=lambda: datetime.now(UTC),
+            store, route=lambda alert: route(alert, settings), group=group_key, clock=clock, announce=announce
         )
         secrets = settings.secrets
         metrics = Metrics()
@@ -185,9 +187,9 @@ async def serve(
         config = uvicorn.Config(api, host=host, port=port, log_level="info", access_log=False, lifespan="off")
         stop = asyncio.Event()
         worker = asyncio.create_task(
-            diagnosis_worker(settings, store, metrics).run_forever(stop), name="diagnosis-worker"
+            diagnosis_worker(settings, store, metrics, announce).run_forever(stop), name="diagnosis-worker"
         )
-        outbox = asyncio.create_task(outbox_worker(settings, store).run_forever(stop), name="outbox-worker")
+        outbox = asyncio.create_task(outbox_worker(store, chats).run_forever(stop), name="outbox-worker")
         server = _Server(config)
         watcher = asyncio.create_task(_watch(server, started, shutdown), name="serve-watch")
         try:
@@ -199,5 +201,3 @@ async def serve(
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
             await _stop_worker(outbox, OUTBOX_GRACE)  # unsent messages are given back to the outbox
-    finally:
-        await engine.dispose()

@@ -47,12 +47,12 @@ M = TypeVar("M", bound=BaseModel)
 INCIDENT_COUNTER = "incident"
 
 
-def _advisory_key(name: str) -> int:
+def advisory_key(name: str) -> int:
     """A stable signed 64-bit key for ``pg_advisory_xact_lock`` (never Python's salted ``hash``)."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-OUTBOX_CLAIM_LOCK = _advisory_key("incident-bot:outbox-claim")
+OUTBOX_CLAIM_LOCK = advisory_key("incident-bot:outbox-claim")
 
 
 def _columns(table: Table, model: type[BaseModel]) -> list[Any]:
