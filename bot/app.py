@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bot.adapters.audit import JsonlAuditor, default_audit_path
-from bot.adapters.http import GrafanaSigning
 from bot.adapters.ssh import SshExecutor
 from bot.config import Settings
 from bot.core.commands import Command
@@ -132,20 +131,6 @@ async def diagnose_incident(
     report, probe_findings = await asyncio.gather(runner.run(plans), probed())
     findings = [*probe_findings, *report.findings]
     return diagnose(findings, incident.status, _signals(catalog), target=name)
-
-
-def grafana_signing(settings: Settings) -> GrafanaSigning | None:
-    """How ``/alerts/grafana`` checks signatures: only when ``INCIDENT_BOT_GRAFANA_HMAC_SECRET`` is set."""
-    secret = settings.secrets.grafana_hmac_secret
-    if secret is None:
-        return None
-    grafana = settings.grafana
-    return GrafanaSigning(
-        secret.get_secret_value(),
-        header=grafana.hmac_header,
-        timestamp_header=grafana.timestamp_header,
-        max_age=grafana.max_age,
-    )
 
 
 @dataclass(frozen=True)

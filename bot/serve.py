@@ -5,8 +5,9 @@ PostgreSQL one needs ``incident-bot db upgrade``), the incident service with rou
 app run by uvicorn and, on the same event loop, the diagnosis worker that runs the queued jobs (its
 SSH commands audited to the store) and the outbox worker that delivers what the bot says about
 incidents to each incident's chats (``bot/chats.py``: Slack, Telegram, or with neither configured the
-console sender: a thread per incident on stderr and in the log). When uvicorn stops (SIGINT/SIGTERM) both workers are stopped too: a job it was running stays
-leased and is run again once the lease expires; messages not yet sent are given back to the outbox.
+console sender: a thread per incident on stderr and in the log). When uvicorn stops (SIGINT/SIGTERM)
+both workers are stopped too: a job it was running stays leased and is run again once the lease
+expires; messages not yet sent are given back to the outbox.
 Refuses to listen on a non-loopback address while a token is unset (DESIGN §4.4).
 """
 
@@ -26,10 +27,10 @@ import uvicorn
 
 from bot.adapters.audit import StoreAuditor
 from bot.adapters.db import SqlStore, create_engine, upgrade
-from bot.adapters.http import build_api
+from bot.adapters.http import GrafanaSigning, build_api
 from bot.adapters.metrics import Metrics
 from bot.adapters.probe import HttpxProber
-from bot.app import diagnose_incident, grafana_signing
+from bot.app import diagnose_incident
 from bot.chats import Chats, build_chats
 from bot.config import Settings
 from bot.core.cards import render_message
@@ -95,6 +96,20 @@ class _Server(uvicorn.Server):
         finally:
             for sig, handler in original.items():
                 signal.signal(sig, handler)
+
+
+def grafana_signing(settings: Settings) -> GrafanaSigning | None:
+    """How ``/alerts/grafana`` checks signatures: only when ``INCIDENT_BOT_GRAFANA_HMAC_SECRET`` is set."""
+    secret = settings.secrets.grafana_hmac_secret
+    if secret is None:
+        return None
+    grafana = settings.grafana
+    return GrafanaSigning(
+        secret.get_secret_value(),
+        header=grafana.hmac_header,
+        timestamp_header=grafana.timestamp_header,
+        max_age=grafana.max_age,
+    )
 
 
 #: Time a job may take beyond the SSH deadline (the probe, saving) before its lease runs out.

@@ -76,7 +76,7 @@ def test_numeric_facts_in_yaml_become_text(tmp_path: Path) -> None:
 
 
 def test_the_grafana_hmac_secret_comes_from_the_environment_and_the_header_from_the_file(tmp_path: Path) -> None:
-    from bot.app import grafana_signing
+    from bot.serve import grafana_signing
 
     path = tmp_path / "c.yaml"
     path.write_text("grafana:\n  hmac_header: X-Grafana-Signature\n")
