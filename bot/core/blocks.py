@@ -81,8 +81,9 @@ def finding_blocks(findings: tuple[Finding, ...] | list[Finding]) -> list[Block]
     return [Section("\n".join(lines))] if lines else []
 
 
-def diagnosis_blocks(diagnosis: Diagnosis) -> list[Block]:
-    """What ``/explain`` answers in chat: the top cause card, other candidates, findings and notes."""
+def diagnosis_blocks(diagnosis: Diagnosis, *, with_findings: bool = True) -> list[Block]:
+    """What ``/explain`` answers in chat: the top cause card, other candidates, findings (unless an
+    incident's thread already showed them host by host) and notes."""
     blocks: list[Block] = []
     top = diagnosis.top
     if top is not None and diagnosis.evidence_found:
@@ -95,7 +96,7 @@ def diagnosis_blocks(diagnosis: Diagnosis) -> list[Block]:
         if diagnosis.causes:
             suspects = ", ".join(f"{c.id} {c.confidence:.0%}" for c in diagnosis.causes)
             blocks.append(Section(f"Usual suspects for {diagnosis.status}: {suspects}"))
-    if diagnosis.findings:
+    if with_findings and diagnosis.findings:
         blocks.append(Divider())
         blocks.extend(finding_blocks(diagnosis.findings))
     for note in diagnosis.notes:

@@ -40,6 +40,8 @@ ACTIONS = (ACKNOWLEDGE, RERUN, ESCALATE, RESOLVE)
 MAX_QUOTED_FINDINGS = 4
 MAX_LINES_PER_FINDING = 2
 MAX_LINE_CHARS = 300
+#: Findings listed by summary in one post (the worst first).
+MAX_LISTED = 10
 
 _STATE_MARK = {IncidentState.TRIGGERED: "🔴", IncidentState.ACKNOWLEDGED: "🟠", IncidentState.RESOLVED: "✅"}
 _MARK = {Severity.CRITICAL: "✖", Severity.WARNING: "▲", Severity.INFO: "•", Severity.OK: "✔"}
@@ -126,7 +128,9 @@ def findings_post(incident: Incident, title: str, findings: Sequence[Finding], g
     bad = sorted((f for f in findings if f.severity.rank > Severity.INFO.rank), key=lambda f: -f.severity.rank)
     fine = [f for f in findings if f.severity.rank <= Severity.INFO.rank]
     blocks: list[Block] = [Section(title)]
-    lines = [f"{_MARK[f.severity]} {f.summary}" for f in bad]
+    lines = [f"{_MARK[f.severity]} {f.summary}" for f in bad[:MAX_LISTED]]
+    if len(bad) > MAX_LISTED:
+        lines.append(f"… {len(bad) - MAX_LISTED} more")
     if fine:
         lines.append(f"{_MARK[Severity.OK]} {len(fine)} other check{'s' if len(fine) != 1 else ''} fine")
     lines.extend(f"✔ no longer seen: {kind}" for kind in gone)
@@ -165,7 +169,7 @@ def read_diagnosis(body: object) -> Diagnosis | None:
 def _post(payload: dict[str, Any], incident: Incident, diagnosis: Diagnosis | None) -> list[Block]:
     posted = read_diagnosis(payload.get("diagnosis"))
     if posted is not None:
-        return diagnosis_blocks(posted)
+        return diagnosis_blocks(posted, with_findings=False)  # the thread showed them host by host
     if "findings" in payload:
         findings = _findings(payload["findings"])
         gone = [str(kind) for kind in payload.get("gone") or []]
