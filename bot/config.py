@@ -185,11 +185,20 @@ class Secrets(BaseModel):
     grafana_hmac_secret: SecretStr | None = None
 
 
+class JobSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: Seconds a diagnosis job may take beyond ``ssh.deadline`` (the probe, saving) before its lease runs
+    #: out and another worker (or this one after a crash) takes it again.
+    lease_margin: float = Field(default=60.0, gt=0, le=3600)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     database_url: str = "sqlite+aiosqlite:///incident-bot.db"
     listen: str = "127.0.0.1:8080"
+    jobs: JobSettings = Field(default_factory=JobSettings)
     ssh: SshDefaults = Field(default_factory=SshDefaults)
     hosts: dict[str, HostConfig] = Field(default_factory=dict)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)

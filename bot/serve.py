@@ -112,9 +112,6 @@ def grafana_signing(settings: Settings) -> GrafanaSigning | None:
     )
 
 
-#: Time a job may take beyond the SSH deadline (the probe, saving) before its lease runs out.
-LEASE_MARGIN = timedelta(seconds=60)
-
 
 def diagnosis_worker(settings: Settings, store: Store, metrics: Metrics, announce: Announcer) -> DiagnosisWorker:
     """The worker of this process: each job's SSH commands go to the store's audit table."""
@@ -135,7 +132,7 @@ def diagnosis_worker(settings: Settings, store: Store, metrics: Metrics, announc
         metrics.timed(run_job),
         clock=lambda: datetime.now(UTC),
         worker_id=f"{socket.gethostname()}:{os.getpid()}",
-        lease=timedelta(seconds=settings.ssh.deadline) + LEASE_MARGIN,
+        lease=timedelta(seconds=settings.ssh.deadline + settings.jobs.lease_margin),
         announce=announce,
     )
 

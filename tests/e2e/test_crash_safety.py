@@ -8,9 +8,8 @@ the last restart: every alert whose POST got a 2xx is in the store, under the in
 named; there is exactly one incident per group however often it was sent; and each group is whole.
 
 Also: a diagnosis job running when the server is killed stays leased to the dead process and is
-claimed again after a restart once its lease runs out. The lease is ``ssh.deadline`` plus a fixed
-margin (``bot.serve.LEASE_MARGIN``, 60 s, not configurable), so the server here is started with that
-margin set to one second.
+claimed again after a restart once its lease runs out. The lease is ``ssh.deadline`` plus
+``jobs.lease_margin`` (60 s by default), set to one second here.
 """
 
 from __future__ import annotations
@@ -43,12 +42,6 @@ TEMPLATE: dict[str, Any] = json.loads((CAPTURED / "01-firing-group-of-two.json")
 HOOK = {"Authorization": f"Bearer {TOKENS['INCIDENT_BOT_WEBHOOK_TOKEN']}"}
 API = {"Authorization": f"Bearer {TOKENS['INCIDENT_BOT_API_TOKEN']}"}
 LEASE_MARGIN_S = 1
-#: ``python -m bot`` with the job lease's fixed margin shortened, so an orphaned lease runs out in seconds.
-SERVE = (
-    "import datetime, runpy, bot.serve\n"
-    f"bot.serve.LEASE_MARGIN = datetime.timedelta(seconds={LEASE_MARGIN_S})\n"
-    "runpy.run_module('bot', run_name='__main__', alter_sys=True)\n"
-)
 
 
 def group_payload(n: int) -> bytes:
@@ -79,7 +72,7 @@ class Server:
         env = {**os.environ, **TOKENS, "XDG_STATE_HOME": str(self.tmp_path / "state")}
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", SERVE, "serve", "--config", str(self.config)],
+                [sys.executable, "-m", "bot", "serve", "--config", str(self.config)],
                 env=env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         proc = self.proc
@@ -124,6 +117,7 @@ def server(tmp_path: Path, blackhole: int) -> Iterator[Server]:
         f"database_url: sqlite+aiosqlite:///{tmp_path / 'bot.db'}\nlisten: 127.0.0.1:{port}\n"
         f"ssh: {{user: nobody, identity: {key}, known_hosts: {tmp_path / 'known_hosts'},"
         " connect_timeout: 4, deadline: 5}\n"
+        f"jobs: {{lease_margin: {LEASE_MARGIN_S}}}\n"
         f"hosts: {{mute: {{address: 127.0.0.1, port: {blackhole}}}}}\n"
         "services: {slow: {match: {labels: {service: slow}}, hosts: [mute]}}\n"
     )
