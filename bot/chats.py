@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -94,6 +95,9 @@ async def build_chats(settings: Settings, store: Store, clock: Callable[[], date
         chats.senders[SLACK] = SlackSender(client, store, chats.slack_channel_of, clock)
         chats.pace[SLACK] = SLACK_PACE
     if secrets.telegram_bot_token is not None:
+        # PTB 22 warns (and, with warnings as errors, fails) when it builds a RetryAfter unless this is set;
+        # it also makes retry_after a timedelta, which the sender reads either way.
+        os.environ.setdefault("PTB_TIMEDELTA", "true")
         bot = build_telegram_bot(secrets.telegram_bot_token.get_secret_value(), settings.telegram.api_url)
         await _open_bot(bot)
         chats.resources.push_async_callback(bot.shutdown)
