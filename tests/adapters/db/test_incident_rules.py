@@ -135,6 +135,25 @@ async def test_three_replicas_delivering_one_group_at_once_open_one_incident(
     assert await repeats(store, "a1") == 8
 
 
+@pytest.mark.parametrize("backend", SQL, indirect=True)
+async def test_three_ha_peers_sending_one_group_0_15_and_30_seconds_apart_open_one_incident(
+    engines: EngineFactory, clock: Clock
+) -> None:
+    """Alertmanager HA peers each notify (a peer waits ``peer_timeout`` × its position before sending), to
+    different bot replicas, each payload replayed five times: one incident, one "opened", one job."""
+    stores = [SqlStore(await engines()) for _ in range(3)]
+    services = [IncidentService(s, route=service_of, group=group_of, clock=clock) for s in stores]
+    for peer, service in enumerate(services):
+        if peer:
+            clock.advance(seconds=15)
+        for _ in range(5):
+            await service.ingest([alert("a1"), alert("a2")])
+    store = stores[0]
+    assert [i.key for i in await store.list_incidents()] == ["shop:5xx"]
+    assert [m.kind for m in await store.pending_messages()] == ["opened"]
+    assert len(await store.pending_jobs()) == 1
+
+
 async def test_acknowledge_and_resolve_keep_the_actor_on_every_backend(
     service: IncidentService, store: Store, clock: Clock
 ) -> None:
