@@ -65,18 +65,21 @@ def is_loopback(host: str) -> bool:
 
 
 def check_exposure(settings: Settings) -> None:
-    """A public listener needs both tokens: alerts and the API must never be open to anyone."""
+    """Fail closed: a public listener needs both tokens (alerts and the API must never be open to
+    anyone), and Slack's HTTP mode its signing secret; a Telegram webhook always needs its secret."""
+    secrets = settings.secrets
+    if settings.telegram.webhook_url and secrets.telegram_bot_token and secrets.telegram_webhook_secret is None:
+        raise ConfigError("telegram.webhook_url", "a Telegram webhook needs TELEGRAM_WEBHOOK_SECRET")
     host, _ = listen_address(settings)
     if is_loopback(host):
         return
-    missing = [
-        name
-        for name, value in (
-            ("INCIDENT_BOT_WEBHOOK_TOKEN", settings.secrets.webhook_token),
-            ("INCIDENT_BOT_API_TOKEN", settings.secrets.api_token),
-        )
-        if value is None
+    required = [
+        ("INCIDENT_BOT_WEBHOOK_TOKEN", secrets.webhook_token),
+        ("INCIDENT_BOT_API_TOKEN", secrets.api_token),
     ]
+    if secrets.slack_bot_token is not None and secrets.slack_app_token is None:  # Slack's HTTP mode
+        required.append(("SLACK_SIGNING_SECRET", secrets.slack_signing_secret))
+    missing = [name for name, value in required if value is None]
     if missing:
         raise ConfigError("listen", f"{host} is not a loopback address and {' and '.join(missing)} is unset")
 
@@ -110,7 +113,6 @@ def grafana_signing(settings: Settings) -> GrafanaSigning | None:
         timestamp_header=grafana.timestamp_header,
         max_age=grafana.max_age,
     )
-
 
 
 def diagnosis_worker(settings: Settings, store: Store, metrics: Metrics, announce: Announcer) -> DiagnosisWorker:

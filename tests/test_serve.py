@@ -113,3 +113,24 @@ def test_a_public_listener_without_tokens_is_refused_with_one_line(tmp_path: Pat
     done = bot("serve", "--config", str(config), env=env)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "INCIDENT_BOT_WEBHOOK_TOKEN" in done.stderr
+
+
+def test_a_public_listener_with_slack_in_http_mode_and_no_signing_secret_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"listen: 0.0.0.0:{free_port()}\ndatabase_url: sqlite+aiosqlite:///{tmp_path / 'x.db'}\n")
+    done = bot(
+        "serve", "--config", str(config), env={**TOKENS, "SLACK_BOT_TOKEN": "xoxb-1-2-abc", "SLACK_SIGNING_SECRET": ""}
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "SLACK_SIGNING_SECRET is unset" in done.stderr
+
+
+def test_a_telegram_webhook_without_its_secret_is_refused_even_on_loopback(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"listen: 127.0.0.1:{free_port()}\ndatabase_url: sqlite+aiosqlite:///{tmp_path / 'x.db'}\n"
+        "telegram: {webhook_url: https://bot.example.com/telegram/webhook}\n"
+    )
+    done = bot("serve", "--config", str(config), env={**TOKENS, "TELEGRAM_BOT_TOKEN": "123456:" + "A" * 35})
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "TELEGRAM_WEBHOOK_SECRET" in done.stderr
