@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import ipaddress
 import os
 import signal
@@ -22,8 +23,10 @@ import socket
 import threading
 from collections.abc import Generator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import uvicorn
+from sqlalchemy import URL
 
 from bot.adapters.audit import StoreAuditor
 from bot.adapters.db import SqlStore, create_engine, upgrade
@@ -82,6 +85,24 @@ def check_exposure(settings: Settings) -> None:
     missing = [name for name, value in required if value is None]
     if missing:
         raise ConfigError("listen", f"{host} is not a loopback address and {' and '.join(missing)} is unset")
+
+
+def _one_process_per_sqlite_file(url: URL, resources: contextlib.AsyncExitStack) -> None:
+    """The embedded SQLite store is for one process: a second ``serve`` on the same file refuses to
+    start (an exclusive ``flock`` on ``<file>.lock``, released when this process ends however it ends)."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return
+    lock_path = Path(f"{database}.lock")
+    handle = resources.enter_context(lock_path.open("a"))
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ConfigError(
+            "database_url",
+            f"another incident-bot serve already uses {database}; SQLite is for one process "
+            "(use PostgreSQL for several replicas)",
+        ) from None
 
 
 class _Server(uvicorn.Server):
@@ -178,6 +199,7 @@ async def serve(
     clock = lambda: datetime.now(UTC)  # noqa: E731 - one clock for every part
     async with contextlib.AsyncExitStack() as resources:
         engine = create_engine(settings.database_url)
+        _one_process_per_sqlite_file(engine.url, resources)
         resources.push_async_callback(engine.dispose)
         if engine.dialect.name == "sqlite":
             await upgrade(engine)

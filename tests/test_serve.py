@@ -134,3 +134,13 @@ def test_a_telegram_webhook_without_its_secret_is_refused_even_on_loopback(tmp_p
     done = bot("serve", "--config", str(config), env={**TOKENS, "TELEGRAM_BOT_TOKEN": "123456:" + "A" * 35})
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "TELEGRAM_WEBHOOK_SECRET" in done.stderr
+
+
+def test_a_second_serve_on_the_same_sqlite_file_refuses_to_start(server: tuple[str, Path], tmp_path: Path) -> None:
+    """SQLite is the single-process store: the second process says so instead of sharing the file."""
+    _, config = server
+    second = tmp_path / "second.yaml"
+    second.write_text(config.read_text().replace(server[0].rsplit(":", 1)[1], str(free_port())))
+    done = bot("serve", "--config", str(second), env=TOKENS)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "another incident-bot serve already uses" in done.stderr
