@@ -65,12 +65,15 @@ def _service_url(host: str, settings: Settings) -> str | None:
     return None
 
 
-async def run_diagnose(request: DiagnoseRequest, settings: Settings, progress: Progress | None = None) -> Diagnosis:
-    """Resolve the target, run the runbooks over SSH, rank the causes."""
+async def run_diagnose(
+    request: DiagnoseRequest, settings: Settings, progress: Progress | None = None, *, auditor: Auditor | None = None
+) -> Diagnosis:
+    """Resolve the target, run the runbooks over SSH, rank the causes; every command goes to ``auditor``
+    (the JSONL audit log unless told otherwise)."""
     catalog = load_runbooks()
     plans = plans_for(request, settings, catalog)
     executor = SshExecutor(
-        JsonlAuditor(default_audit_path()),
+        auditor or JsonlAuditor(default_audit_path()),
         request.trigger,
         command_timeout=settings.ssh.command_timeout,
     )

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -17,24 +18,41 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from fastapi import FastAPI
+from pydantic import SecretStr
 from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import Bot
 from telegram.error import InvalidToken, TelegramError
 
+from bot.adapters.audit import StoreAuditor
 from bot.adapters.console_chat import ConsoleChat
+from bot.adapters.db.leader import Leadership
+from bot.adapters.slack.app import SlackApp
 from bot.adapters.slack.sender import SlackSender, channel_by_service, slack_client
 from bot.adapters.telegram.sender import GROUP_BURST, GROUP_WINDOW, PER_CHAT_INTERVAL, FloodGate, TelegramSender
 from bot.adapters.telegram.sender import telegram_bot as build_telegram_bot
+from bot.app import DiagnoseRequest, run_diagnose
 from bot.config import Settings
 from bot.core.chat import ChatSender
 from bot.core.incidents import Incident
+from bot.core.models import Diagnosis
 from bot.core.store import Store
-from bot.errors import ConfigError
+from bot.errors import ChatError, ConfigError
+from bot.services.announce import Announcer
+from bot.services.chatops import ChatOps, Policy, served_channels
+from bot.services.explain import explain_text
+from bot.services.incidents import IncidentService
 from bot.services.outbox import SLACK_PACE, Pace
 
 log = logging.getLogger(__name__)
 
 CONSOLE, SLACK, TELEGRAM = "console", "slack", "telegram"
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    """A secret's value where a client needs it (never logged)."""
+    return secret.get_secret_value() if secret is not None else None
 
 
 def slack_channel_of(settings: Settings) -> Callable[[Incident], str | None]:
@@ -106,3 +124,111 @@ async def build_chats(settings: Settings, store: Store, clock: Callable[[], date
         chats.senders[TELEGRAM] = TelegramSender(bot, store, chats.telegram_chat_of, clock, gate=chats.telegram_gate)
         chats.pace[TELEGRAM] = Pace(interval=PER_CHAT_INTERVAL, burst=GROUP_BURST, window=GROUP_WINDOW)
     return chats
+
+
+def chat_operations(
+    settings: Settings,
+    store: Store,
+    incidents: IncidentService,
+    announce: Announcer,
+    clock: Callable[[], datetime],
+) -> ChatOps:
+    """What chat commands and buttons do, with each platform's permissions; a ``diagnose`` from chat
+    reaches only hosts of the configuration and is audited to the store."""
+    services = settings.services.values()
+    policies = {
+        SLACK: Policy(
+            settings.slack.allow,
+            served_channels([settings.slack.channel], [s.chat.slack_channel for s in services]),
+        ),
+        TELEGRAM: Policy(
+            settings.telegram.allow,
+            served_channels([settings.telegram.chat], [s.chat.telegram_chat for s in services]),
+        ),
+    }
+
+    async def diagnose(target: str, status: int | None, runbooks: tuple[str, ...], trigger: str) -> Diagnosis:
+        request = DiagnoseRequest(target=target, status=status, runbooks=runbooks, trigger=trigger, adhoc=False)
+        auditor = StoreAuditor(store)
+        try:
+            return await run_diagnose(request, settings, auditor=auditor)
+        finally:
+            await auditor.flush()
+
+    return ChatOps(
+        store,
+        incidents,
+        policies=policies,
+        explain=lambda text: explain_text(text, None),
+        diagnose=diagnose,
+        clock=clock,
+        announce=announce,
+    )
+
+
+#: How long to wait before trying a chat connection again after it failed.
+RECONNECT = 30.0
+
+
+class Inbound:
+    """The chats' inbound sides: Slack (``/slack/events``, or Socket Mode held by one replica)."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine, ops: ChatOps, chats: Chats) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.slack: SlackApp | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._leaders: list[Leadership] = []
+        secrets = settings.secrets
+        if secrets.slack_bot_token is not None:
+            allow = settings.slack.allow
+            groups = [*allow.operate.groups, *(allow.respond.groups if allow.respond else [])]
+            self.slack = SlackApp(
+                slack_client(secrets.slack_bot_token.get_secret_value(), settings.slack.api_url),
+                ops,
+                signing_secret=secrets.slack_signing_secret.get_secret_value()
+                if secrets.slack_signing_secret
+                else None,
+                app_token=secrets.slack_app_token.get_secret_value() if secrets.slack_app_token else None,
+                groups=groups,
+            )
+
+    def mount(self, api: FastAPI) -> None:
+        if self.slack is not None and self.settings.secrets.slack_signing_secret is not None:
+            self.slack.mount(api)
+
+    def start(self, stop: asyncio.Event) -> None:
+        """Connect in the background (a chat being down never stops ``serve``); the connections only one
+        replica may hold wait for this replica to lead."""
+        if self.slack is not None:
+            self._tasks.append(asyncio.create_task(self._slack(self.slack, stop), name="slack-inbound"))
+
+    async def _slack(self, slack: SlackApp, stop: asyncio.Event) -> None:
+        socket_mode = self.settings.secrets.slack_app_token is not None
+        if socket_mode:
+            leader = Leadership(self.engine, "slack-socket-mode")
+            self._leaders.append(leader)
+            if not await leader.wait(stop):
+                return
+        while not stop.is_set():
+            try:
+                await slack.start(socket_mode=socket_mode)
+                return
+            except ConfigError as exc:
+                log.error("slack: %s; commands and buttons are off", exc.user_message())
+                return
+            except ChatError as exc:
+                log.warning("slack: cannot connect (%s); trying again in %.0fs", exc.code, RECONNECT)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RECONNECT)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.slack is not None:
+            await self.slack.stop()
+        for leader in self._leaders:
+            await leader.release()

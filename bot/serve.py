@@ -34,7 +34,7 @@ from bot.adapters.http import GrafanaSigning, build_api
 from bot.adapters.metrics import Metrics
 from bot.adapters.probe import HttpxProber
 from bot.app import diagnose_incident
-from bot.chats import Chats, build_chats
+from bot.chats import Chats, Inbound, build_chats, chat_operations, reveal
 from bot.config import Settings
 from bot.core.cards import render_message
 from bot.core.incidents import Incident
@@ -215,17 +215,21 @@ async def serve(
         api = build_api(
             service,
             store,
-            webhook_token=secrets.webhook_token.get_secret_value() if secrets.webhook_token else None,
-            api_token=secrets.api_token.get_secret_value() if secrets.api_token else None,
+            webhook_token=reveal(secrets.webhook_token),
+            api_token=reveal(secrets.api_token),
             metrics=metrics,
             grafana_signing=grafana_signing(settings),
         )
+        inbound = Inbound(settings, engine, chat_operations(settings, store, service, announce, clock), chats)
+        inbound.mount(api)
+        resources.push_async_callback(inbound.stop)
         config = uvicorn.Config(api, host=host, port=port, log_level="info", access_log=False, lifespan="off")
         stop = asyncio.Event()
         worker = asyncio.create_task(
             diagnosis_worker(settings, store, metrics, announce).run_forever(stop), name="diagnosis-worker"
         )
         outbox = asyncio.create_task(outbox_worker(store, chats).run_forever(stop), name="outbox-worker")
+        inbound.start(stop)
         server = _Server(config)
         watcher = asyncio.create_task(_watch(server, started, shutdown), name="serve-watch")
         try:

@@ -11,6 +11,7 @@ one, else in the log).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -143,8 +144,8 @@ class ChatOps:
             case "resolve":
                 result = await self.incidents.resolve(command.args[0], actor.label)
                 return _action_reply(result, command.args[0])
-            case "explain":
-                return ChatReply(diagnosis_blocks(self.explain(command.text)))
+            case "explain":  # reading is CPU work: off the event loop
+                return ChatReply(diagnosis_blocks(await asyncio.to_thread(self.explain, command.text)))
             case "diagnose":
                 status = int(command.args[1]) if len(command.args) == 2 else None
                 diagnosis = await self.diagnose(command.args[0], status, (), f"{actor.platform}:{actor.user}")

@@ -16,9 +16,18 @@ of calls or a number of seconds), :meth:`FakeSlack.stall` (answer late), :meth:`
 (Slack's special tier for ``chat.postMessage``: about one message a second per channel after a short burst,
 then 429). Methods: ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.delete``, ``chat.postEphemeral``,
 ``conversations.history``, ``conversations.replies``, ``usergroups.users.list``, ``users.info``,
-``apps.connections.open`` (app token; returns a ``ws://`` URL on this server under :data:`SOCKET_MODE_PATH`,
-whose WebSocket route comes through ``extra_routes``), and ``POST /response_url/<id>``, a sink for
-slash-command ``response_url`` replies (:meth:`FakeSlack.response_url`, :meth:`FakeSlack.responses`).
+``apps.connections.open`` (app token; returns a ``ws://`` URL with a ticket on this server under
+:data:`SOCKET_MODE_PATH`), and ``POST /response_url/<id>``, a sink for slash-command and button
+``response_url`` replies (:meth:`FakeSlack.response_url`, :meth:`FakeSlack.responses`).
+
+Socket Mode: the WebSocket at :data:`SOCKET_MODE_PATH` takes only tickets ``apps.connections.open`` issued
+(else HTTP 403), greets with Slack's ``hello``, and carries envelopes both ways: :meth:`FakeSlack.send_envelope`
+delivers one (``slash_commands``, ``interactive``, ``events_api``) to one open connection (a random one,
+as Slack does when an app holds several) and :meth:`FakeSlack.envelope` tells whether and how fast the
+client acknowledged it (Slack shows the user an error when that takes over 3 seconds) and with what
+payload. :meth:`FakeSlack.disconnect_socket_mode` sends Slack's ``disconnect`` (the client must reconnect).
+:meth:`FakeSlack.slash_command`, :meth:`FakeSlack.block_actions` and :meth:`FakeSlack.event_callback`
+build the payloads Slack sends (over HTTP form-encoded, over Socket Mode as the envelope's payload).
 
 The server runs in a thread of its own; every read and write of the state holds one lock.
 """
@@ -30,6 +39,7 @@ import base64
 import copy
 import json
 import math
+import random
 import threading
 import time
 import uuid
@@ -42,7 +52,8 @@ from urllib.parse import parse_qsl
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bot.testing.http_fake import FakeHttpServer
 
@@ -221,6 +232,38 @@ class Call:
 
 
 @dataclass
+class Envelope:
+    """A Socket Mode envelope the fake sent; ``ack`` is the payload of the client's acknowledgement
+    (``{}`` when it carried none), ``ack_seconds`` how long it took (real time)."""
+
+    envelope_id: str
+    type: str
+    payload: Json
+    sent_at: float
+    retry_attempt: int | None = None
+    acked_at: float | None = None
+    ack: Json | None = None
+
+    @property
+    def acked(self) -> bool:
+        return self.acked_at is not None
+
+    @property
+    def ack_seconds(self) -> float | None:
+        return None if self.acked_at is None else self.acked_at - self.sent_at
+
+
+@dataclass(eq=False)
+class _Link:
+    """One open Socket Mode connection: what to send it goes through ``queue`` on the server's ``loop``;
+    once told to ``disconnect`` it is ``retiring`` and gets no new envelopes."""
+
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[Json]
+    retiring: bool = False
+
+
+@dataclass
 class _Rule:
     status: int
     error: str | None
@@ -289,6 +332,10 @@ class FakeSlack:
         self._responses: dict[str, list[Json]] = {}
         self.ephemerals: list[Json] = []
         self.server: FakeHttpServer | None = None
+        self._tickets: set[str] = set()
+        self._links: list[_Link] = []
+        self._envelopes: dict[str, Envelope] = {}
+        self._random = random.Random()
         self._methods: dict[str, Callable[[Json], Json]] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
@@ -304,7 +351,7 @@ class FakeSlack:
             Route("/api/apps.connections.open", self._connections_open, methods=["GET", "POST"]),
             Route("/api/{method}", self._api, methods=["GET", "POST"]),
             Route("/response_url/{key}", self._response_url, methods=["POST"]),
-            # The WebSocket route of Socket Mode (SOCKET_MODE_PATH) is added by the inbound tests here.
+            WebSocketRoute(SOCKET_MODE_PATH, self._socket_mode),
             *extra_routes,
         ]
         self.app = Starlette(routes=routes)
@@ -341,7 +388,8 @@ class FakeSlack:
         return self.url + "/api/"
 
     def reset(self) -> None:
-        """Forget messages, calls, scripted failures, the strict rate and ``response_url`` posts; put
+        """Forget messages, calls, scripted failures, the strict rate, ``response_url`` posts and Socket Mode
+        envelopes (open connections stay open); put
         ``clock``, ``max_blocks_chars``, ``channels``, ``users`` and ``usergroups`` back as constructed
         (tests may change them)."""
         with self._lock:
@@ -355,6 +403,7 @@ class FakeSlack:
             self._buckets.clear()
             self._responses.clear()
             self.ephemerals.clear()
+            self._envelopes.clear()
 
     # ------------------------------------------------------------------------------------ scripting
 
@@ -443,6 +492,180 @@ class FakeSlack:
         key = key_or_url.rstrip("/").rsplit("/", 1)[-1]
         with self._lock:
             return copy.deepcopy(self._responses.get(key, []))
+
+    # ------------------------------------------------------------------------------- Socket Mode
+
+    @property
+    def socket_connections(self) -> int:
+        """How many Socket Mode connections are open (not counting those told to disconnect)."""
+        with self._lock:
+            return sum(1 for link in self._links if not link.retiring)
+
+    def send_envelope(
+        self, kind: str, payload: Json, *, retry_attempt: int | None = None, retry_reason: str | None = None
+    ) -> str:
+        """Deliver an envelope of ``kind`` (``slash_commands``, ``interactive``, ``events_api``) to one open
+        connection, as Slack does; its ``envelope_id``. ``events_api`` envelopes carry ``retry_attempt``
+        (0 unless given) and ``retry_reason``. Raises RuntimeError when no client is connected."""
+        envelope_id = str(uuid.uuid4())
+        message: Json = {
+            "envelope_id": envelope_id,
+            "payload": copy.deepcopy(payload),
+            "type": kind,
+            "accepts_response_payload": kind == "slash_commands",
+        }
+        if kind == "events_api" or retry_attempt is not None:
+            message["retry_attempt"] = retry_attempt or 0
+            message["retry_reason"] = retry_reason or ""
+        with self._lock:
+            live = [link for link in self._links if not link.retiring]
+            if not live:
+                raise RuntimeError("no Socket Mode client is connected to the fake Slack")
+            link = self._random.choice(live)
+            self._envelopes[envelope_id] = Envelope(
+                envelope_id, kind, copy.deepcopy(payload), time.monotonic(), message.get("retry_attempt")
+            )
+        link.loop.call_soon_threadsafe(link.queue.put_nowait, message)
+        return envelope_id
+
+    def envelope(self, envelope_id: str) -> Envelope | None:
+        """What became of an envelope sent (a copy): whether, when and how it was acknowledged."""
+        with self._lock:
+            found = self._envelopes.get(envelope_id)
+            return copy.deepcopy(found)
+
+    def disconnect_socket_mode(self, reason: str = "refresh_requested") -> int:
+        """Send Slack's ``disconnect`` message on every open connection (clients should reconnect with a
+        new URL; no new envelope goes to a connection told so); how many were told."""
+        with self._lock:
+            links = [link for link in self._links if not link.retiring]
+            for link in links:
+                link.retiring = True
+        message: Json = {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-fake"}}
+        for link in links:
+            link.loop.call_soon_threadsafe(link.queue.put_nowait, message)
+        return len(links)
+
+    async def _socket_mode(self, websocket: WebSocket) -> None:
+        ticket = websocket.query_params.get("ticket", "")
+        with self._lock:
+            known = ticket in self._tickets
+        if not known:
+            await websocket.close(code=1008)  # before accept: the client gets HTTP 403
+            return
+        await websocket.accept()
+        link = _Link(asyncio.get_running_loop(), asyncio.Queue())
+        with self._lock:
+            self._links.append(link)
+            count = len(self._links)
+        await websocket.send_json(
+            {
+                "type": "hello",
+                "num_connections": count,
+                "debug_info": {"host": "applink-fake", "build_number": 1, "approximate_connection_time": 18060},
+                "connection_info": {"app_id": self.app_id},
+            }
+        )
+        pump = asyncio.create_task(self._pump(websocket, link))
+        try:
+            while True:
+                self._acknowledged(await websocket.receive_text())
+        except WebSocketDisconnect:
+            pass
+        finally:
+            pump.cancel()
+            with self._lock:
+                self._links.remove(link)
+
+    @staticmethod
+    async def _pump(websocket: WebSocket, link: _Link) -> None:
+        while True:
+            message = await link.queue.get()
+            await websocket.send_text(json.dumps(message))
+
+    def _acknowledged(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return
+        if not isinstance(message, dict):
+            return
+        with self._lock:
+            found = self._envelopes.get(str(message.get("envelope_id")))
+            if found is not None and found.acked_at is None:
+                found.acked_at = time.monotonic()
+                payload = message.get("payload")
+                found.ack = copy.deepcopy(payload) if isinstance(payload, dict) else {}
+
+    # ---------------------------------------------------------------------------------- payloads
+
+    def slash_command(
+        self, text: str, *, user: str, channel: str = "C0INCIDENTS", command: str = "/incident"
+    ) -> dict[str, str]:
+        """The fields Slack sends for ``command text`` typed by ``user`` in ``channel`` (form-encoded over
+        HTTP, the envelope payload over Socket Mode), with a fresh ``response_url`` on this fake."""
+        return {
+            "token": "fake-verification-token",
+            "team_id": self.team_id,
+            "team_domain": "fake-workspace",
+            "channel_id": channel,
+            "channel_name": self.channels.get(channel, "directmessage"),
+            "user_id": user,
+            "user_name": self.users.get(user, user.lower()),
+            "command": command,
+            "text": text,
+            "api_app_id": self.app_id,
+            "is_enterprise_install": "false",
+            "response_url": self.response_url(),
+            "trigger_id": f"{uuid.uuid4().int % 10**13}.{uuid.uuid4().hex[:24]}",
+        }
+
+    def block_actions(self, action_id: str, value: str, *, user: str, channel: str, message_ts: str) -> Json:
+        """The ``block_actions`` payload of a click on button ``action_id`` (with ``value``) of the bot's
+        message ``message_ts`` in ``channel``, by ``user``."""
+        with self._lock:
+            found = next((m for m in self._messages.get(channel, []) if m.ts == message_ts), None)
+            shaped = self._shape(found) if found is not None else {"type": "message", "ts": message_ts, "text": ""}
+        return {
+            "type": "block_actions",
+            "user": {"id": user, "username": self.users.get(user, user.lower()), "team_id": self.team_id},
+            "api_app_id": self.app_id,
+            "token": "fake-verification-token",
+            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
+            "trigger_id": f"{uuid.uuid4().int % 10**13}.{uuid.uuid4().hex[:24]}",
+            "team": {"id": self.team_id, "domain": "fake-workspace"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": channel, "name": self.channels.get(channel, "directmessage")},
+            "message": shaped,
+            "response_url": self.response_url(),
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": f"incident-bot-{uuid.uuid4().hex}",
+                    "text": {"type": "plain_text", "text": action_id, "emoji": True},
+                    "value": value,
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+
+    def event_callback(self, event: Json) -> Json:
+        """The Events API ``event_callback`` wrapping ``event`` (a fresh ``event_id``)."""
+        return {
+            "token": "fake-verification-token",
+            "team_id": self.team_id,
+            "api_app_id": self.app_id,
+            "event": copy.deepcopy(event),
+            "type": "event_callback",
+            "event_id": f"Ev{uuid.uuid4().hex[:10].upper()}",
+            "event_time": int(time.time()),
+            "authorizations": [
+                {"team_id": self.team_id, "user_id": self.bot_user_id, "is_bot": True, "is_enterprise_install": False}
+            ],
+            "is_ext_shared_channel": False,
+        }
 
     # ------------------------------------------------------------------------------------------ HTTP
 
@@ -566,7 +789,10 @@ class FakeSlack:
         elif token != self.app_token:
             body = {"ok": False, "error": "invalid_auth"}
         else:
-            query = f"ticket={uuid.uuid4().hex}&app_id={self.app_id}"
+            ticket = uuid.uuid4().hex
+            with self._lock:
+                self._tickets.add(ticket)
+            query = f"ticket={ticket}&app_id={self.app_id}"
             body = {"ok": True, "url": f"ws://{request.url.netloc}{SOCKET_MODE_PATH}?{query}"}
         self._record("apps.connections.open", args, 200, body)
         return JSONResponse(body)
