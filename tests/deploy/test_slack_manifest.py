@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from tests.deploy.slack_manifest import Manifest
 
 SLACK = Path(__file__).resolve().parents[2] / "deploy" / "slack"
-SCOPES = {"chat:write", "chat:write.public", "commands", "usergroups:read", "channels:history", "groups:history",
-          "users:read"}  # fmt: skip
+SCOPES = {"app_mentions:read", "chat:write", "chat:write.public", "commands", "usergroups:read", "channels:history",
+          "groups:history", "users:read"}  # fmt: skip
 
 
 def _raw(name: str) -> dict[str, Any]:
@@ -76,7 +76,8 @@ def test_the_socket_mode_manifest_has_no_request_url() -> None:
     assert manifest.settings and manifest.features
     assert manifest.settings.socket_mode_enabled is True
     assert manifest.features.slash_commands[0].url is None
-    assert manifest.settings.event_subscriptions is None
+    events = manifest.settings.event_subscriptions
+    assert events is not None and events.request_url is None and events.bot_events == ["app_mention"]
     assert manifest.settings.interactivity and manifest.settings.interactivity.request_url is None
     assert "connections:write" in (SLACK / "manifest-socket-mode.yaml").read_text()
 
