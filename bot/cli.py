@@ -549,6 +549,42 @@ def lab_scenarios() -> None:
         sys.stdout.write(f"{s.name:<26} {s.status}  {s.does}\n")
 
 
+GATE_HELP = """The forced command of the bot's SSH key on each diagnosed host.
+
+Put it before the bot's key in the bot account's authorized_keys:
+
+  restrict,command="/usr/local/bin/incident-bot gate" ssh-ed25519 AAAA... incident-bot
+
+sshd then runs it for every session of that key; it reads the asked command line from
+SSH_ORIGINAL_COMMAND and executes it (no shell) only if it is exactly a command line the installed
+runbooks send, with paths under the allowed roots (--list shows both). Anything else exits 126 with
+one line on stderr and in syslog (authpriv) saying why. --root adds a directory (an app's own logs,
+/srv/shop/log) to every kind of path.
+"""
+
+
+@app.command(help=GATE_HELP)
+def gate(
+    list_shapes: Annotated[bool, typer.Option("--list", help="Print the allowed command shapes and roots.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --list: print them as JSON.")] = False,
+    root: Annotated[
+        list[str] | None, typer.Option("--root", metavar="DIR", help="Also allow paths under DIR (repeatable).")
+    ] = None,
+) -> None:
+    import os  # noqa: PLC0415 - the gate runs for every remote command: import only what it needs
+
+    from bot import gate as forced  # noqa: PLC0415
+
+    try:
+        policy = forced.policy_for(root or [])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if list_shapes:
+        sys.stdout.write(forced.listing(forced.installed(), policy, as_json=as_json))
+        return
+    raise typer.Exit(forced.run(os.environ, policy))
+
+
 def main() -> None:
     """Entry point: run the app and turn every usage problem into one line on stderr and exit 2.
 

@@ -5,6 +5,7 @@ upstream status (``upstream_status=-`` means the proxy answered by itself: a lim
 What it runs: the same fixed tail pipeline as ``proxy_log`` (paths as positional arguments)::
 
     sh -c '<TAIL_SCRIPT>' sh LINES PATH...
+    sudo -n tail -v -n LINES -- PATH...         # only the unreadable ones
 
 Files: facts ``nginx_access_log`` and ``apache_access_log`` (comma-separated lists accepted) plus
 ``Params.paths``, else the distribution defaults that exist. Lines outside ``since_minutes`` are dropped
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from bot.evidence.readers.nginx_access import HttpAccessLog
 from bot.runbook.api import Runbook, Steps
-from runbooks.proxy_log import LogParams, tail_steps
+from runbooks.proxy_log import TAIL_SHAPES, LogParams, tail_steps
 
 
 class AccessLog(Runbook):
@@ -27,6 +28,7 @@ class AccessLog(Runbook):
     roles = frozenset({"proxy"})
     Params = LogParams
     readers = (HttpAccessLog,)
+    shapes = TAIL_SHAPES
     DEFAULTS = ("/var/log/nginx/access.log", "/var/log/apache2/access.log", "/var/log/httpd/access_log")
 
     def steps(self) -> Steps:

@@ -30,7 +30,7 @@ from bot.evidence.readers.postgres import DbPoolLog, PostgresLog
 from bot.evidence.readers.redis import RedisLog
 from bot.evidence.readers.traceback import AppTraceback
 from bot.evidence.readers.uwsgi import UwsgiLog
-from bot.runbook.api import Command, CommandResult, Finding, Reader, Runbook, Severity, Steps
+from bot.runbook.api import ROOT, Command, CommandResult, Finding, Int, PathArg, Reader, Runbook, Severity, Shape, Steps
 from runbooks._facts import invalid_fact, valid_path
 
 MAX_LOGS = 4
@@ -160,6 +160,10 @@ class AppLog(Runbook):
         RedisLog,
         OutboundCall,
         EnospcReader,
+    )
+    shapes = (
+        Shape("date", "+%Y-%m-%dT%H:%M:%S%z"),
+        Shape("tail", "-n", Int(10, 50000), "--", PathArg("log"), sudo=ROOT),
     )
 
     def steps(self) -> Steps:

@@ -10,7 +10,8 @@ its positional arguments, so nothing is ever parsed by a shell):
 1. ``ps -eo pid,ppid,user,args`` and ``ss -ltnpx`` (or ``ss -ltnp`` + ``ss -lxp`` where the combined
    form fails), concurrently.
 2. For each proxy the process table shows: ``<nginx binary> -T [-p PREFIX] [-c CONF]`` with the running
-   master's own ``-p``/``-c`` (retried with ``sudo -n`` when it cannot read the configuration);
+   master's own ``-p``/``-c`` (retried as a plain ``sudo -n <nginx binary> -T …``, without the ``sh``
+   wrapper, when it cannot read the configuration: sudo's ``secure_path`` has the sbin directories);
    ``apache2ctl [-d ROOT] [-f CONF] -S`` and ``apache2ctl [-d ROOT] [-f CONF] -t -D DUMP_INCLUDES`` with
    the running master's own ``-d``/``-f`` (``apachectl`` where that is missing),
    then ``grep -hiE '<directives>' FILE...`` over the included files; HAProxy: ``cat`` of its ``-f``
@@ -34,7 +35,23 @@ from typing import Any
 from bot.evidence.readers.host_processes import ProcessTable
 from bot.evidence.readers.nginx_test import ConfigTest
 from bot.evidence.readers.proxy_config import ProxyConfig
-from bot.runbook.api import Command, CommandResult, Finding, Reply, Runbook, Severity, Step, Steps
+from bot.runbook.api import (
+    ROOT,
+    Alt,
+    Command,
+    CommandResult,
+    Finding,
+    Opt,
+    PathArg,
+    Program,
+    Repeat,
+    Reply,
+    Runbook,
+    Severity,
+    Shape,
+    Step,
+    Steps,
+)
 from bot.runbook.base import FACTS_KIND
 
 #: Runs its arguments with the sbin directories on PATH (non-login SSH sessions often lack them).
@@ -49,6 +66,11 @@ HAPROXY_CAT = 'for f in "$@"; do if [ -d "$f" ]; then cat -- "$f"/*.cfg; else ca
 APACHE_DIRECTIVES = r"^\s*(ErrorLog|CustomLog|TransferLog|ProxyPass|ProxyPassMatch|BalancerMember|SetHandler)\b"
 MAX_PROXIES = 4
 MAX_LIST = 16
+#: Configuration files passed to one haproxy (its ``-f`` options) and included files grepped (Apache).
+MAX_CONFIGS = 64
+MAX_INCLUDES = 200
+_CONF = PathArg("config")
+_NGINX_T = (Program("nginx"), "-T", Opt("-p", _CONF), Opt("-c", _CONF))
 _PATH = re.compile(r"^/[^\x00-\x1f\x7f]*$")
 _INCLUDE = re.compile(r"^\s*\(\S+\)\s+(/\S+)\s*$")
 _DB_PORTS = {"postgres": ("postgres", 5432), "mysql": ("mysqld mariadbd", 3306), "redis": ("redis-server", 6379)}
@@ -93,6 +115,18 @@ class Discovery(Runbook):
     title = "Discovery: processes, proxy configuration, logs, upstream listeners"
     discovers = True
     readers = (ProcessTable, ProxyConfig)
+    shapes = (
+        Shape("ps", "-eo", "pid,ppid,user,args"),
+        Shape("sh", "-c", SBIN, "sh", "ss", Alt("-ltnpx", "-ltnp", "-lxp")),
+        Shape("sh", "-c", SBIN, "sh", *_NGINX_T),
+        Shape(*_NGINX_T, sudo=ROOT),
+        Shape("sh", "-c", HAPROXY_CAT, "sh", Repeat(_CONF, 1, MAX_CONFIGS)),
+        Shape("sh", "-c", SBIN, "sh", "haproxy", "-c", Repeat(("-f", _CONF), 1, MAX_CONFIGS)),
+        Shape(
+            "sh", "-c", APACHECTL, "sh", Opt("-d", _CONF), Opt("-f", _CONF), Alt("-S", ("-t", "-D", "DUMP_INCLUDES"))
+        ),
+        Shape("grep", "-hiE", APACHE_DIRECTIVES, "--", Repeat(_CONF, 1, MAX_INCLUDES)),
+    )
 
     def steps(self) -> Steps:
         ps_cmd = Command.of("ps", "-eo", "pid,ppid,user,args", timeout=10)
@@ -172,7 +206,7 @@ class Discovery(Runbook):
         result = yield command
         assert isinstance(result, CommandResult)
         if "# configuration file " not in result.stdout:
-            retry = yield command.model_copy(update={"sudo": True})
+            retry = yield Command.of(*argv, timeout=15, sudo=True, label=" ".join(argv))
             assert isinstance(retry, CommandResult)
             if "# configuration file " in retry.stdout:
                 return retry
@@ -206,7 +240,7 @@ class Discovery(Runbook):
         )
         assert isinstance(s_out, CommandResult) and isinstance(includes, CommandResult)
         files = [m.group(1) for m in map(_INCLUDE.match, includes.stdout.splitlines()) if m]
-        files = [f for f in (_path(x) for x in files) if f][:200]
+        files = [f for f in (_path(x) for x in files) if f][:MAX_INCLUDES]
         out: list[tuple[str, CommandResult]] = [(f"{shown} -S", s_out)]
         if files:
             grep = yield Command.of("grep", "-hiE", APACHE_DIRECTIVES, "--", *files, timeout=15)

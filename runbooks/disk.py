@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from bot.evidence.readers.disk import DfReader
-from bot.runbook.api import Command, CommandResult, Finding, Reader, Runbook, Steps
+from bot.runbook.api import Command, CommandResult, Finding, PathArg, Reader, Runbook, Shape, Steps
 from runbooks._facts import invalid_fact, valid_path
 
 
@@ -21,6 +21,12 @@ class Disk(Runbook):
     name = "disk"
     title = "Disk space and inodes (df)"
     readers: ClassVar[tuple[type[Reader], ...]] = (DfReader,)
+    shapes = (
+        Shape("df", "-hP"),
+        Shape("df", "-iP"),
+        Shape("df", "-P", "--", PathArg("any")),
+        Shape("df", "-iP", "--", PathArg("any")),
+    )
 
     def steps(self) -> Steps:
         findings: list[Finding] = []

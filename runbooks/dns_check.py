@@ -17,7 +17,7 @@ import ipaddress
 from urllib.parse import urlsplit
 
 from bot.evidence.readers.dns import DnsLookup
-from bot.runbook.api import Command, CommandResult, Finding, Runbook, Severity, Steps
+from bot.runbook.api import Command, CommandResult, Finding, Host, Runbook, Severity, Shape, Steps
 from runbooks._facts import ignored
 from runbooks.upstream_probe import parse_upstream, valid_host
 
@@ -40,6 +40,7 @@ class DnsCheck(Runbook):
     name = "dns"
     title = "DNS resolution of upstream and dependency names from the host"
     readers = (DnsLookup,)
+    shapes = (Shape("getent", "ahosts", Host()), Shape("dig", "+time=2", "+tries=1", Host()))
 
     def names(self) -> tuple[list[str], list[str]]:
         """The host names to resolve and the fact entries that were not valid host names."""

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from bot.evidence.readers.load import CpuCountReader, CpuStealReader, LoadAverageReader
 from bot.evidence.readers.pressure import PressureReader
-from bot.runbook.api import Command, CommandResult, Finding, Reader, Runbook, Steps
+from bot.runbook.api import Command, CommandResult, Finding, Reader, Runbook, Shape, Steps
 
 
 def second_sample(top: str) -> str:
@@ -35,6 +35,12 @@ class Load(Runbook):
     name = "load"
     title = "Load versus cores, CPU steal, CPU pressure"
     readers: ClassVar[tuple[type[Reader], ...]] = (LoadAverageReader, CpuCountReader, CpuStealReader, PressureReader)
+    shapes = (
+        Shape("uptime"),
+        Shape("nproc"),
+        Shape("top", "-b", "-n", "2", "-d", "0.5"),
+        Shape("cat", "/proc/pressure/cpu"),
+    )
 
     def steps(self) -> Steps:
         replies = yield (

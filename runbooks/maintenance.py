@@ -14,7 +14,7 @@ import re
 
 from bot.evidence.readers.curl import CurlError, CurlResponse
 from bot.evidence.readers.maintenance import MaintenanceMode
-from bot.runbook.api import Command, Finding, Runbook, Severity, Steps
+from bot.runbook.api import Command, Finding, PathArg, Repeat, Runbook, Severity, Shape, Steps, Url
 
 #: Lists each flag that exists; a missing one prints nothing. Paths arrive as "$@", never as script text.
 FLAG_SCRIPT = 'for f in "$@"; do if [ -e "$f" ]; then ls -ld -- "$f"; fi; done; true'
@@ -38,6 +38,10 @@ class Maintenance(Runbook):
     title = "Deliberate maintenance: flag files and the page the site serves"
     statuses = frozenset({503})
     readers = (MaintenanceMode, CurlResponse, CurlError)
+    shapes = (
+        Shape("sh", "-c", FLAG_SCRIPT, "sh", Repeat(PathArg("app", "config"), 1, 64)),
+        Shape("curl", "-sS", "-i", "-m", "5", "--max-filesize", MAX_PAGE, "--", Url()),
+    )
 
     def steps(self) -> Steps:
         flags: list[str] = []

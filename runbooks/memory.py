@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from bot.evidence.readers.memory import FreeReader, OomKillerReader
-from bot.runbook.api import Command, CommandResult, Finding, Reader, Runbook, Severity, Steps
+from bot.runbook.api import ROOT, Command, CommandResult, Finding, Reader, Runbook, Severity, Shape, Steps
 
 KERNEL_LOG_TAIL = (
     'for f in /var/log/kern.log /var/log/messages; do if [ -r "$f" ]; then exec tail -n 2000 -- "$f"; fi; done; '
@@ -47,6 +47,12 @@ class Memory(Runbook):
     name = "memory"
     title = "Memory and OOM kills (free, kernel log)"
     readers: ClassVar[tuple[type[Reader], ...]] = (FreeReader, OomKillerReader)
+    shapes = (
+        Shape("free", "-m"),
+        Shape("journalctl", "-k", "--no-pager", "--since", "-2 hours", "-o", "short-iso", sudo=ROOT),
+        Shape("dmesg", "-T", sudo=ROOT),
+        Shape("sh", "-c", KERNEL_LOG_TAIL, "sh"),
+    )
 
     def steps(self) -> Steps:
         free, journal = yield (Command.of("free", "-m", timeout=10), _journal(sudo=True))

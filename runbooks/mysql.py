@@ -20,7 +20,20 @@ from collections.abc import Generator
 
 from bot.evidence.readers.mysql import MysqladminPing, MysqlLog
 from bot.evidence.readers.mysql_status import MysqlStatus
-from bot.runbook.api import Command, CommandResult, Reply, Runbook, Step, Steps
+from bot.runbook.api import (
+    Alt,
+    Command,
+    CommandResult,
+    Host,
+    PathArg,
+    Port,
+    Prefixed,
+    Reply,
+    Runbook,
+    Shape,
+    Step,
+    Steps,
+)
 from runbooks._datastore import one, server_facts, session_findings
 
 STATUS_SQL = (
@@ -30,6 +43,12 @@ STATUS_SQL = (
 )
 #: Each program under its classic name, then its MariaDB 11 name.
 PROGRAMS = {"admin": ("mysqladmin", "mariadb-admin"), "client": ("mysql", "mariadb")}
+
+#: Where the server is: its unix socket, or host and port over TCP.
+_WHERE = Alt(
+    Prefixed("--socket=", PathArg("socket")),
+    (Prefixed("--host=", Host()), Prefixed("--port=", Port()), "--protocol=tcp"),
+)
 
 #: What the client's refusal may say about the server (a refused login is about the bot, not it).
 _SERVER_STATE = {
@@ -48,6 +67,11 @@ class Mysql(Runbook):
     statuses = frozenset({500, 502, 503, 504})
     roles = frozenset({"db"})
     readers = (MysqladminPing, MysqlStatus, MysqlLog)
+    shapes = tuple(
+        Shape(name, "--connect-timeout=3", _WHERE, *tail)
+        for program, tail in (("admin", ("ping",)), ("client", ("--table", "-e", STATUS_SQL)))
+        for name in PROGRAMS[program]
+    )
 
     def steps(self) -> Steps:
         server, findings = server_facts(self.facts, "mysql", "3306")

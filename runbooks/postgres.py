@@ -20,7 +20,10 @@ on a command line: the bot relies on ``~/.pgpass`` or trust/peer authentication.
 ``pg_user``, psql first runs as the ``postgres`` operating-system user (``sudo -n -u postgres``,
 which needs the host's ``allow_sudo``), then, if sudo is not allowed, as the SSH user with
 ``-U postgres``. Reading the log may need sudo too (``/var/log/postgresql`` is ``postgres:adm``
-0640 on Debian); without it the log is reported as unreadable. Read-only.
+0640 on Debian): the retry is a plain ``sudo -n tail -n LINES -- LOG`` (no shell, so its sudoers rule
+can carry NOEXEC), cut to the window by the clock the first attempt printed; without sudo the log is
+reported as unreadable. psql's connection timeout goes in the connection string (``-d "dbname=D
+connect_timeout=3"``), not the environment, so the same argv runs under ``sudo -u postgres``. Read-only.
 """
 
 from __future__ import annotations
@@ -31,7 +34,23 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.evidence.readers.postgres import PgIsReady, PgStatActivity, PostgresLog
-from bot.runbook.api import Command, CommandResult, Finding, Reply, Runbook, Steps
+from bot.runbook.api import (
+    ROOT,
+    Command,
+    CommandResult,
+    Either,
+    Finding,
+    Host,
+    Int,
+    Name,
+    PathArg,
+    Port,
+    Prefixed,
+    Reply,
+    Runbook,
+    Shape,
+    Steps,
+)
 from runbooks._datastore import Server, one, server_facts, session_findings
 from runbooks._facts import check_facts
 
@@ -50,6 +69,10 @@ ACTIVITY_SQL = (
 #: The host's clock and zone, then the log's tail: the window is cut against the host's own time.
 TAIL_SCRIPT = 'date "+%s %Z %z" && exec tail -n "$2" -- "$1"'
 DEFAULT_ROLE = "postgres"
+#: psql's options before the connection; then -h, -p, -U, -d, then the two queries.
+PSQL = ("psql", "-X", "-A", "-F", "|", "-v", "ON_ERROR_STOP=1", "-w")
+MAX_LOG_LINES = 5000
+_SERVER = Either(Host(), PathArg("socket"))
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.$-]{0,62}$")
 _PATH = re.compile(r"^/[^\x00-\x1f\x7f]*$")
@@ -77,7 +100,7 @@ class PostgresParams(BaseModel):
     #: Queries active this long are reported: set it to the proxy's timeout (nginx proxy_read_timeout).
     slow_after_seconds: float = Field(default=30.0, gt=0, le=86400)
     #: How much of the server log to read, and how far back (against the host's clock).
-    log_lines: int = Field(default=300, ge=1, le=5000)
+    log_lines: int = Field(default=300, ge=1, le=MAX_LOG_LINES)
     window_minutes: int = Field(default=60, ge=1, le=10080)
 
 
@@ -159,6 +182,14 @@ def _all(reply: Reply) -> tuple[CommandResult, ...]:
     return reply if isinstance(reply, tuple) else (reply,)
 
 
+def _after_clock(first: CommandResult, tail: CommandResult) -> CommandResult:
+    """``tail``'s result with the clock line ``first`` printed before its own tail failed put in front."""
+    clock = first.stdout.partition("\n")[0]
+    if tail.error is not None or not _CLOCK.match(clock.strip()):
+        return tail
+    return tail.model_copy(update={"stdout": f"{clock}\n{tail.stdout}"})
+
+
 def _sudo_refused(result: CommandResult) -> bool:
     """sudo itself said no (not allowed by the config, or a password/user problem), not psql."""
     return result.error == "sudo_not_allowed" or (result.exit_status == 1 and result.stderr.startswith("sudo:"))
@@ -171,6 +202,27 @@ class Postgres(Runbook):
     roles = frozenset({"db"})
     Params = PostgresParams
     readers = (PgIsReady, PgStatActivity, PostgresLog)
+    shapes = (
+        Shape("pg_isready", "-h", _SERVER, "-p", Port(), "-U", Name(), "-d", Name(), "-t", "3"),
+        Shape("sh", "-c", TAIL_SCRIPT, "sh", PathArg("log"), Int(1, MAX_LOG_LINES)),
+        Shape("tail", "-n", Int(1, MAX_LOG_LINES), "--", PathArg("log"), sudo=ROOT),
+        Shape(
+            *PSQL,
+            "-h",
+            _SERVER,
+            "-p",
+            Port(),
+            "-U",
+            Name(),
+            "-d",
+            Prefixed("dbname=", Name(), " connect_timeout=3"),
+            "-c",
+            COUNT_SQL,
+            "-c",
+            ACTIVITY_SQL,
+            sudo=("postgres",),
+        ),
+    )
 
     def steps(self) -> Steps:
         server, findings = server_facts(self.facts, "pg", "5432")
@@ -195,7 +247,7 @@ class Postgres(Runbook):
             elif log_path:
                 log = result
                 if result.exit_status == 1 and "Permission denied" in result.stderr:
-                    log = one((yield self._tail(log_path, sudo=True)))
+                    log = _after_clock(result, one((yield self._tail(log_path, sudo=True))))
                 findings += self._read_log(log, log_path)
         if server is not None and answers:
             findings += yield from self._activity(server, role, database, sudo_first="pg_user" not in facts)
@@ -203,8 +255,12 @@ class Postgres(Runbook):
 
     # -- the pieces -------------------------------------------------------------------------------
     def _tail(self, path: str, *, sudo: bool) -> Command:
+        """The clock and the log's tail (:data:`TAIL_SCRIPT`); with ``sudo``, the plain ``tail`` alone."""
         lines = str(self._params().log_lines)
-        return Command.pipeline(TAIL_SCRIPT, path, lines, timeout=10, sudo=sudo, label=f"tail -n {lines} {path}")
+        label = f"tail -n {lines} {path}"
+        if sudo:
+            return Command.of("tail", "-n", lines, "--", path, timeout=10, sudo=True, label=label)
+        return Command.pipeline(TAIL_SCRIPT, path, lines, timeout=10, label=label)
 
     def _params(self) -> PostgresParams:
         assert isinstance(self.params, PostgresParams)
@@ -218,31 +274,9 @@ class Postgres(Runbook):
         return self.read(recent, PostgresLog, header=f"PostgreSQL log {path}")
 
     def _psql(self, host: str, port: str, role: str, database: str, *, sudo: bool) -> Command:
-        psql = (
-            "psql",
-            "-X",
-            "-A",
-            "-F",
-            "|",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-w",
-            "-h",
-            host,
-            "-p",
-            port,
-            "-U",
-            role,
-            "-d",
-            database,
-            "-c",
-            COUNT_SQL,
-            "-c",
-            ACTIVITY_SQL,
-        )
-        prefix = (
-            ("sudo", "-n", "-u", "postgres", "env", "PGCONNECT_TIMEOUT=3") if sudo else ("env", "PGCONNECT_TIMEOUT=3")
-        )
+        conninfo = f"dbname={database} connect_timeout=3"  # names are checked: no space, quote or backslash
+        psql = (*PSQL, "-h", host, "-p", port, "-U", role, "-d", conninfo, "-c", COUNT_SQL, "-c", ACTIVITY_SQL)
+        prefix = ("sudo", "-n", "-u", "postgres") if sudo else ()
         label = f"{'sudo -u postgres ' if sudo else ''}psql -h {host} -p {port} -U {role} -d {database}: "
         return Command(argv=(*prefix, *psql), timeout=15, sudo=sudo, label=label + "max_connections, pg_stat_activity")
 

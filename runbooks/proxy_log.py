@@ -5,13 +5,16 @@ No such file or directory)``, ``upstream timed out``, ``AH01114``, ``SC--``); it
 read on a 5xx. What it runs, in one fixed pipeline (paths are positional arguments, never script text)::
 
     sh -c '<TAIL_SCRIPT>' sh LINES PATH...      # date '+%s %Y-%m-%d %H:%M:%S', then tail -n LINES of each readable file
+    sudo -n tail -v -n LINES -- PATH...         # only the files the first one found unreadable
 
 Files: the facts ``nginx_error_log``, ``apache_error_log``, ``haproxy_log`` (comma-separated lists are
 accepted) plus ``Params.paths``; with none of those, the well-known defaults that exist on the host.
 Lines older than ``since_minutes`` (by the host's own clock; nginx and Apache stamp local time, HAProxy's
 syslog lines local time or RFC 3339) are dropped before the nginx/Apache/HAProxy readers see them.
 A log the bot user may not read is tried again with ``sudo -n`` (``/var/log/nginx`` is root-only on some
-distributions); when sudo is not allowed that is reported as a finding, never an exception.
+distributions) as one plain ``tail`` (no shell, so the sudoers rule can carry NOEXEC; its lines are cut
+to the window by the clock the first command printed); when sudo is not allowed that is reported as a
+finding, never an exception.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bot.evidence.readers.apache import ApacheErrorLog
 from bot.evidence.readers.haproxy import HaproxyLog
 from bot.evidence.readers.nginx import NginxErrorLog
-from bot.runbook.api import Command, CommandResult, Finding, Runbook, Severity, Steps
+from bot.runbook.api import ROOT, Command, CommandResult, Finding, Int, PathArg, Repeat, Runbook, Severity, Shape, Steps
 
 #: Prints the host's clock, then each readable file under a ``### PATH`` line; unreadable files are named.
 TAIL_SCRIPT = (
@@ -36,6 +39,7 @@ TAIL_SCRIPT = (
     "done"
 )
 MAX_FILES = 12
+MAX_LINES = 100_000
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
 _MONTHS = {
     m: i
@@ -158,26 +162,35 @@ class Clock:
         return (self.local - stamp).total_seconds()
 
 
-class Tail:
-    """The output of :data:`TAIL_SCRIPT`: the host clock, each file's lines, the unreadable files."""
+_TAIL_HEADER = re.compile(r"^==> (/.*) <==$")
 
-    def __init__(self, stdout: str) -> None:
+
+class Tail:
+    """The output of :data:`TAIL_SCRIPT` (the host clock, each file's lines under ``### PATH``, the
+    unreadable files), or of ``tail -v`` (each file under ``==> PATH <==``, no clock: ``clock`` is
+    then the one given)."""
+
+    def __init__(self, stdout: str, clock: Clock | None = None) -> None:
         self.clock: Clock | None = None
         self.files: dict[str, list[str]] = {}
         self.unreadable: list[str] = []
         current: list[str] | None = None
         for line in stdout.splitlines():
             if self.clock is None and current is None:
-                clock = Clock.parse(line)
-                if clock is not None:
-                    self.clock = clock
+                parsed = Clock.parse(line)
+                if parsed is not None:
+                    self.clock = parsed
                     continue
-            if line.startswith("### /"):
-                current = self.files.setdefault(line[4:], [])
+            header = _TAIL_HEADER.match(line)
+            if line.startswith("### /") or header:
+                if header and current is not None and current and current[-1] == "":
+                    current.pop()  # the blank line tail prints between files
+                current = self.files.setdefault(header.group(1) if header else line[4:], [])
             elif line.startswith("#unreadable /"):
                 self.unreadable.append(line[len("#unreadable ") :])
             elif current is not None:
                 current.append(line)
+        self.clock = self.clock or clock
 
     def window(self, seconds: float) -> dict[str, tuple[list[str], int]]:
         """Per file, the lines written in the last ``seconds`` (undated lines follow the line before
@@ -202,20 +215,42 @@ class Tail:
 
 
 def tail_command(lines: int, paths: Iterable[str], *, sudo: bool = False) -> Command:
-    return Command.pipeline(
-        TAIL_SCRIPT, str(lines), *paths, timeout=20, sudo=sudo, label=f"tail -n {lines} {' '.join(paths)}"
-    )
+    """The first tail (:data:`TAIL_SCRIPT`); with ``sudo``, one plain ``tail -v`` of ``paths``."""
+    paths = list(paths)
+    label = f"tail -n {lines} {' '.join(paths)}"
+    if sudo:
+        return Command.of("tail", "-v", "-n", str(lines), "--", *paths, timeout=20, sudo=True, label=label)
+    return Command.pipeline(TAIL_SCRIPT, str(lines), *paths, timeout=20, label=label)
 
 
-def read_window(runbook: Runbook, results: list[CommandResult], since_minutes: int) -> tuple[list[Finding], list[str]]:
-    """Read the tails' in-window lines with the runbook's readers; one note per file read."""
+#: The command lines of :func:`tail_command` (proxy_log and access_log).
+TAIL_SHAPES = (
+    Shape("sh", "-c", TAIL_SCRIPT, "sh", Int(1, MAX_LINES), Repeat(PathArg("log"), 1, MAX_FILES)),
+    Shape("tail", "-v", "-n", Int(1, MAX_LINES), "--", Repeat(PathArg("log"), 1, MAX_FILES), sudo=ROOT),
+)
+
+
+def _only_missing(stderr: str) -> bool:
+    """``tail``'s complaints are all about files that do not exist (and there is at least one)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return bool(lines) and all(line.startswith("tail: ") and "No such file or directory" in line for line in lines)
+
+
+def read_window(
+    runbook: Runbook, results: list[CommandResult], since_minutes: int, clock: Clock | None = None
+) -> tuple[list[Finding], list[str]]:
+    """Read the tails' in-window lines with the runbook's readers; one note per file read. ``clock``
+    serves the outputs that print none (``tail -v``)."""
     findings: list[Finding] = []
     read_files: list[str] = []
     for result in results:
-        if result.error is not None or (result.exit_status not in (0, None) and "### /" not in result.stdout):
+        printed = "### /" in result.stdout or "==> /" in result.stdout
+        if result.error is None and not printed and _only_missing(result.stderr):
+            continue  # sudo's tail found none of them: a file that is not there (as the script says nothing)
+        if result.error is not None or (result.exit_status not in (0, None) and not printed):
             findings.append(runbook.failed(result))
             continue
-        tail = Tail(result.stdout)
+        tail = Tail(result.stdout, clock)
         window = tail.window(since_minutes * 60.0)
         if not window:
             continue
@@ -239,7 +274,7 @@ def read_window(runbook: Runbook, results: list[CommandResult], since_minutes: i
 class LogParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    lines: int = Field(default=2000, ge=1, le=100_000)
+    lines: int = Field(default=2000, ge=1, le=MAX_LINES)
     since_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60)
     paths: tuple[str, ...] = Field(default=(), max_length=MAX_FILES)
 
@@ -257,12 +292,13 @@ def tail_steps(runbook: Runbook, params: LogParams, fact_names: tuple[str, ...],
     first = yield tail_command(params.lines, paths or defaults)
     assert isinstance(first, CommandResult)
     results = [first]
-    unreadable = Tail(first.stdout).unreadable if first.error is None else []
+    head = Tail(first.stdout) if first.error is None else None
+    unreadable = head.unreadable if head is not None else []
     if unreadable:
         second = yield tail_command(params.lines, unreadable, sudo=True)
         assert isinstance(second, CommandResult)
         results.append(second)
-    read, files = read_window(runbook, results, params.since_minutes)
+    read, files = read_window(runbook, results, params.since_minutes, head.clock if head is not None else None)
     findings.extend(read)
     if not files and first.error is None:
         looked = ", ".join(paths or defaults)
@@ -287,6 +323,7 @@ class ProxyLog(Runbook):
     roles = frozenset({"proxy"})
     Params = LogParams
     readers = (NginxErrorLog, ApacheErrorLog, HaproxyLog)
+    shapes = TAIL_SHAPES
     DEFAULTS = (
         "/var/log/nginx/error.log",
         "/var/log/apache2/error.log",

@@ -19,7 +19,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.evidence.readers.changes import PackageChanges, ProcessStarts, RecentFiles, UnitChanges
-from bot.runbook.api import Command, Finding, Reader, Runbook, Severity, Steps
+from bot.runbook.api import Command, Finding, Int, PathArg, Reader, Repeat, Runbook, Severity, Shape, Steps, Unit
 from runbooks._facts import valid_path
 
 _UNIT = re.compile(r"^[A-Za-z0-9@._:-]+$")
@@ -48,6 +48,13 @@ class RecentChanges(Runbook):
     title = "Recent changes (restarts, process starts, deployed files, packages)"
     Params = RecentChangesParams
     readers: ClassVar[tuple[type[Reader], ...]] = (UnitChanges, ProcessStarts, RecentFiles, PackageChanges)
+    shapes = (
+        Shape("date", "+%Y-%m-%dT%H:%M:%S"),
+        Shape("ps", "-eo", "pid,lstart,args"),
+        Shape("sh", "-c", PACKAGES, "sh"),
+        Shape("systemctl", "show", "-p", "Id,ActiveEnterTimestamp,NRestarts", "--", Repeat(Unit(), 1, MAX_UNITS)),
+        Shape("sh", "-c", RECENT_FILES, "sh", PathArg("app"), Int(1, 7 * 24 * 60), str(MAX_FILES)),
+    )
 
     def steps(self) -> Steps:
         params = self.params

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from bot.evidence.readers.redis import RedisLog, RedisPing
 from bot.evidence.readers.redis_info import RedisInfo
-from bot.runbook.api import Command, Runbook, Steps
+from bot.runbook.api import Alt, Command, Host, PathArg, Port, Runbook, Shape, Steps
 from runbooks._datastore import one, server_facts
 
 #: Ping replies that prove a live server whose INFO says more (MISCONF even refuses PING).
@@ -33,6 +33,7 @@ class Redis(Runbook):
     statuses = frozenset({500, 502, 503, 504})
     roles = frozenset({"db"})
     readers = (RedisPing, RedisLog, RedisInfo)
+    shapes = (Shape("redis-cli", Alt(("-s", PathArg("socket")), ("-h", Host(), "-p", Port())), Alt("ping", "info")),)
 
     def steps(self) -> Steps:
         server, findings = server_facts(self.facts, "redis", "6379")

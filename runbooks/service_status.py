@@ -27,7 +27,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.evidence.readers.processes import Pm2List, ProcessTable, SupervisorStatus
 from bot.evidence.readers.systemd import SystemctlIsActiveReader, SystemctlStatusReader, SystemdJournalReader
-from bot.runbook.api import Command, CommandResult, Finding, Reader, Runbook, Steps
+from bot.runbook.api import (
+    ROOT,
+    Command,
+    CommandResult,
+    Finding,
+    Int,
+    PathArg,
+    Reader,
+    Repeat,
+    Runbook,
+    Shape,
+    Steps,
+    Unit,
+)
 from runbooks._facts import invalid_fact, valid_path
 
 _UNIT = re.compile(r"^[A-Za-z0-9@._:-]+$")
@@ -85,6 +98,17 @@ class ServiceStatus(Runbook):
         SupervisorStatus,
         Pm2List,
         ProcessTable,
+    )
+    shapes = (
+        Shape("sh", "-c", PROBE, "sh"),
+        Shape("systemctl", "is-active", "--", Repeat(Unit(), 1, MAX_UNITS)),
+        Shape("systemctl", "list-units", "--failed", "--no-legend", "--plain", "--no-pager"),
+        Shape("systemctl", "status", "--no-pager", "--full", "-n", Int(0, 200), "--", Unit()),
+        Shape("supervisorctl", "status", sudo=ROOT),
+        Shape("pm2", "jlist"),
+        Shape(*PS_TABLE),
+        Shape("cat", "--", PathArg("run")),
+        Shape("ps", "-p", Int(1, 9_999_999_999), "-o", "pid,stat,args"),
     )
 
     def steps(self) -> Steps:

@@ -16,13 +16,14 @@ from typing import ClassVar
 
 from bot.evidence.readers.listeners import SsListeners
 from bot.evidence.readers.sockets import SsSummaryReader
-from bot.runbook.api import Command, CommandResult, Finding, Reader, Runbook, Steps
+from bot.runbook.api import Command, CommandResult, Finding, Reader, Runbook, Shape, Steps
 
 
 class Sockets(Runbook):
     name = "sockets"
     title = "Sockets (ss -s, listening sockets and their accept queues)"
     readers: ClassVar[tuple[type[Reader], ...]] = (SsSummaryReader, SsListeners)
+    shapes = (Shape("ss", "-s"), Shape("ss", "-ltnp"), Shape("ss", "-lxnp"))
 
     def steps(self) -> Steps:
         replies = yield (

@@ -14,7 +14,7 @@ Reader: ``tls.openssl`` (expired → critical, within 14 days → warning). No s
 from __future__ import annotations
 
 from bot.evidence.readers.tls import TlsCheck
-from bot.runbook.api import Command, CommandResult, Finding, Runbook, Severity, Steps
+from bot.runbook.api import Command, CommandResult, Finding, Host, HostPort, Runbook, Severity, Shape, Steps
 from runbooks._facts import ignored
 from runbooks.upstream_probe import label, parse_upstream
 
@@ -29,6 +29,7 @@ class TlsCert(Runbook):
     name = "tls_cert"
     title = "TLS certificate expiry of tls_hosts and HTTPS upstreams"
     readers = (TlsCheck,)
+    shapes = (Shape("sh", "-c", WITH_SNI, "sh", HostPort(), Host()), Shape("sh", "-c", WITHOUT_SNI, "sh", HostPort()))
 
     def endpoints(self) -> tuple[list[tuple[str, str]], list[str]]:
         """``(host:port, name)`` pairs to check, and the fact entries that were invalid."""

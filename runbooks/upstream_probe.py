@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping
 
 from bot.evidence.readers.curl import CurlError, CurlResponse
-from bot.runbook.api import Command, CommandResult, Finding, Runbook, Severity, Steps
+from bot.runbook.api import Alt, Command, CommandResult, Finding, PathArg, Runbook, Severity, Shape, Steps, Url
 
 WRITE_OUT = "code=%{http_code} connect=%{time_connect} ttfb=%{time_starttransfer} total=%{time_total}\\n"
 MAX_PROBES = 8
@@ -100,6 +100,19 @@ class UpstreamProbe(Runbook):
     title = "Upstream probed directly from the proxy host (hop ladder)"
     roles = frozenset({"proxy"})
     readers = (CurlError, CurlResponse)
+    shapes = (
+        Shape(
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-m",
+            "5",
+            "-w",
+            WRITE_OUT,
+            Alt(("--unix-socket", PathArg("socket"), "http://localhost/"), ("-k", Url()), Url(), ("--", Url())),
+        ),
+    )
 
     def steps(self) -> Steps:
         upstreams, bad = upstreams_from(self.facts)

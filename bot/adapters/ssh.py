@@ -6,10 +6,14 @@ The one place that turns a :class:`~bot.core.commands.Command` into a command li
 * One connection per :meth:`SshExecutor.session`, every command of that session rides on it, at
   most ``max_channels`` at once (OpenSSH ``MaxSessions`` is 10), at most ``max_handshakes``
   handshakes in flight per target (OpenSSH ``MaxStartups`` starts dropping at 10).
-* Every remote command is ``[sudo -n] env LC_ALL=C … timeout -k 2 N argv…``: the remote side is
+* Every remote command is ``env LC_ALL=C … timeout -k 2 N [sudo -n] argv…``: the remote side is
   bounded by ``timeout``, the local side by a slightly longer timer that kills and closes the
   channel. ``timeout`` is the guarantee: sshd ignores SSH "signal" requests for root logins (no
   post-auth privilege separation), and closing a PTY-less channel does not stop the process.
+  ``sudo`` comes last, right before the runbook's own program, so the program sudo starts is that
+  program (never ``env`` or ``timeout``) and every sudoers rule can carry ``NOEXEC``; a command whose
+  argv already starts with ``sudo`` (``sudo -n -u postgres psql …``) is sent as it is. This is also
+  the line the forced-command gate on the host (``incident-bot gate``) parses.
 * Host keys are checked against the target's known_hosts files, always; ``accept-new`` accepts a
   host that has no key there yet and appends the key to the first file; a changed key is always
   :class:`~bot.errors.HostKeyMismatch`. No ``~/.ssh/config``, default key or agent is used unless
@@ -57,10 +61,13 @@ def _seconds(value: float) -> str:
 
 
 def build_argv(command: Command, timeout: float, *, sudo: bool) -> list[str]:
-    """The argv run on the host: pagers off, C locale, bounded by ``timeout``, ``sudo -n`` when asked."""
+    """The argv run on the host: pagers off, C locale, bounded by ``timeout``, then ``sudo -n`` when
+    asked (innermost: sudo starts the runbook's program itself), then the command's argv."""
     env = [f"{name}={value}" for name, value in BASE_ENV.items()]
-    argv = ["env", *env, "timeout", "-k", str(KILL_AFTER), _seconds(timeout), *command.argv]
-    return ["sudo", "-n", *argv] if sudo else argv
+    argv = list(command.argv)
+    if sudo and argv[0] != "sudo":
+        argv = ["sudo", "-n", *argv]
+    return ["env", *env, "timeout", "-k", str(KILL_AFTER), _seconds(timeout), *argv]
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from bot.core.commands import Command, CommandResult
 from bot.core.models import Finding, Severity
 from bot.evidence.reader import Reader
 from bot.evidence.scanner import Scanner
+from bot.runbook.shapes import Shape
 
 #: A discovering runbook reports what it found about the host in one finding of this kind, whose
 #: ``data`` maps fact names (``nginx_error_log``, ``upstreams``…) to values.
@@ -59,6 +60,9 @@ class Runbook(ABC):
     discovers: ClassVar[bool] = False
     #: The readers that parse its outputs (also offered to ``explain``).
     readers: ClassVar[tuple[type[Reader], ...]] = ()
+    #: Every kind of command line ``steps`` may yield (:mod:`bot.runbook.shapes`): what the
+    #: forced-command gate on the hosts lets through. A command no shape matches is refused there.
+    shapes: ClassVar[tuple[Shape, ...]] = ()
 
     def __init__(self, params: BaseModel | None = None, facts: Mapping[str, str] | None = None) -> None:
         self.params = params if params is not None else self.Params()

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from bot.evidence.registry import validate as validate_reader
 from bot.runbook.base import Runbook
+from bot.runbook.shapes import Shape
 
 ENTRY_POINT_GROUP = "incident_bot.runbooks"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -48,6 +49,8 @@ def validate(cls: object) -> str | None:
     bad = [s for s in cls.statuses if not (isinstance(s, int) and 100 <= s <= 599)]
     if bad:
         return f"invalid statuses {bad!r}"
+    if not isinstance(cls.shapes, tuple) or not all(isinstance(s, Shape) for s in cls.shapes):
+        return "shapes must be a tuple of Shape"
     for reader in cls.readers:
         problem = validate_reader(reader)
         if problem:

@@ -2,11 +2,12 @@
 
 Each runbook is driven (a pure generator, no I/O) through the scenario that makes it reach for sudo:
 every command it asks for is answered as if the bot's user were refused (``Permission denied``, files
-listed as unreadable), so each read-only fallback is walked, and the commands it marks ``sudo=True``
-are collected. Facts name the distributions' usual locations (Debian/Ubuntu paths, a PostgreSQL on
-the local socket directory), because those are what the sudoers snippet allows. The argv is then
-wrapped by :func:`bot.adapters.ssh.build_argv`, the one place that builds remote command lines, so a
-change there or in any runbook shows up here and in ``deploy/sudoers/incident-bot``'s tests.
+listed as unreadable, a root-only supervisord socket), so each read-only fallback is walked, and the
+commands it marks ``sudo=True`` are collected. Facts name the distributions' usual locations
+(Debian/Ubuntu paths, a PostgreSQL on the local socket directory), because those are what the sudoers
+snippet allows. The argv is then wrapped by :func:`bot.adapters.ssh.build_argv`, the one place that
+builds remote command lines (``env … timeout -k 2 N sudo -n [-u ACCOUNT] ARGV``), so a change there or
+in any runbook shows up here and in ``deploy/sudoers/incident-bot``'s tests.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from bot.adapters.ssh import build_argv
 from bot.core.commands import Command, CommandResult
 from bot.runbook.base import Reply, Runbook, Step
 from bot.runbook.registry import load
+from runbooks.service_status import PROBE
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -85,6 +87,12 @@ def answer(command: Command) -> CommandResult:
         return CommandResult(command=command, host="web-1", exit_status=0, stdout=lab_process_table())
     if command.argv[0] == "pg_isready":
         return pg_isready_accepting().model_copy(update={"command": command})
+    if command.argv[:3] == ("sh", "-c", PROBE):
+        return CommandResult(command=command, host="web-1", exit_status=0, stdout="has=supervisorctl\n")
+    if command.argv[0] == "supervisorctl":
+        # supervisorctl's own words when the socket is root-only (supervisor 4.2, Debian 12)
+        denied = "error: <class 'PermissionError'>, [Errno 13] Permission denied: file: /usr/lib/python3/dist-packages"
+        return CommandResult(command=command, host="web-1", exit_status=2, stdout=denied + "\n")
     return refused(command)
 
 
@@ -105,18 +113,32 @@ def sudo_commands_of(runbook: type[Runbook], reply: Callable[[Command], CommandR
         return wanted
 
 
-def sudo_argvs() -> dict[str, list[tuple[str, ...]]]:
-    """Per runbook, the argv that reaches sudo (what follows ``sudo -n``) for each of its sudo commands."""
+def sudo_lines() -> dict[str, list[tuple[str, ...]]]:
+    """Per runbook, the whole command line (``env … timeout … sudo -n …``) of each of its sudo commands."""
     catalog = load()
     if catalog.broken:
         raise AssertionError(f"broken runbooks: {catalog.broken}")
     found: dict[str, list[tuple[str, ...]]] = {}
     for name, runbook in sorted(catalog.runbooks.items()):
-        argvs = []
-        for command in sudo_commands_of(runbook):
-            argv = build_argv(command, command.timeout or DEFAULT_TIMEOUT, sudo=True)
-            assert argv[:2] == ["sudo", "-n"], argv
-            argvs.append(tuple(argv[2:]))
-        if argvs:
-            found[name] = list(dict.fromkeys(argvs))
+        lines = [
+            tuple(build_argv(command, command.timeout or DEFAULT_TIMEOUT, sudo=True))
+            for command in sudo_commands_of(runbook)
+        ]
+        if lines:
+            found[name] = list(dict.fromkeys(lines))
     return found
+
+
+def after_sudo(line: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """The account (``root`` unless ``-u``) and the argv sudo is asked to run, from a whole command line."""
+    at = line.index("sudo")
+    assert line[at + 1] == "-n", line
+    if line[at + 2] == "-u":
+        return line[at + 3], line[at + 4 :]
+    return "root", line[at + 2 :]
+
+
+def sudo_argvs() -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+    """Per runbook, ``(account, argv)`` of each sudo command: what ``sudo -l -U incident-bot -u ACCOUNT``
+    is asked about."""
+    return {name: [after_sudo(line) for line in lines] for name, lines in sudo_lines().items()}

@@ -3,9 +3,11 @@
 :func:`run_in_sandbox` starts ``unshare --mount`` (mounts stay private to that process tree) and, in
 it, this module as a script: it bind-mounts copies of /etc/passwd, /etc/group and /etc/shadow that add
 the bot's account, and the given sudoers file over /etc/sudoers, puts an empty tmpfs over /var/log,
-writes the log files the spec asks for, then runs each check and prints the results as JSON. Nothing
-outside the namespace sees any of it. Checks are either ``list`` (``sudo -l -U USER -- ARGV``: is the
-command allowed, without running it) or ``run`` (``sudo -n ARGV`` run as the bot's user, for real).
+writes the log files the spec asks for (and, when asked, stand-in programs on an empty tmpfs over
+/usr/local/bin, for programs this machine lacks), then runs each check and prints the results as JSON.
+Nothing outside the namespace sees any of it. Checks are either ``list`` (``sudo -l -U USER [-u
+ACCOUNT] -- ARGV``: is the command allowed, without running it) or ``run`` (ARGV run as the bot's user,
+for real: a whole command line as the SSH adapter sends it, ``env … timeout … sudo -n …``).
 """
 
 from __future__ import annotations
@@ -35,8 +37,16 @@ def missing_tools() -> list[str]:
     return [f"{tool} ({package})" for tool, package in needed.items() if shutil.which(tool) is None]
 
 
-def run_in_sandbox(sudoers: str, checks: list[dict[str, Any]], files: dict[str, str] | None = None) -> list[Any]:
-    """Results of ``checks`` under ``sudoers`` (BASE + the text given), one per check, in order."""
+def run_in_sandbox(
+    sudoers: str,
+    checks: list[dict[str, Any]],
+    files: dict[str, str] | None = None,
+    programs: dict[str, str] | None = None,
+) -> list[Any]:
+    """Results of ``checks`` under ``sudoers`` (BASE + the text given), one per check, in order.
+
+    ``files`` are written 0600 root; ``programs`` (names → script text) become executables in
+    /usr/local/bin of the namespace (an empty tmpfs there)."""
     if os.geteuid() != 0:
         raise AssertionError("the sudoers tests need root (a mount namespace and sudo -l -U)")
     absent = missing_tools()
@@ -44,7 +54,9 @@ def run_in_sandbox(sudoers: str, checks: list[dict[str, Any]], files: dict[str, 
         raise AssertionError(f"missing: {', '.join(absent)}; install with apt-get install sudo util-linux mount")
     with tempfile.TemporaryDirectory(prefix="ib-sudo-") as tmp:
         spec = Path(tmp) / "spec.json"
-        spec.write_text(json.dumps({"sudoers": BASE + sudoers, "checks": checks, "files": files or {}}))
+        spec.write_text(
+            json.dumps({"sudoers": BASE + sudoers, "checks": checks, "files": files or {}, "programs": programs or {}})
+        )
         done = subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "--", sys.executable, __file__, str(spec)],
             capture_output=True,
@@ -100,16 +112,23 @@ def _sandbox(spec: dict[str, Any]) -> list[Any]:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
         target.chmod(0o600)
+    if spec["programs"]:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/usr/local/bin"], check=True)
+        for name, text in spec["programs"].items():
+            program = Path("/usr/local/bin") / name
+            program.write_text(text)
+            program.chmod(0o755)
     results: list[Any] = []
     for item in spec["checks"]:
         argv = item["argv"]
         if item["kind"] == "list":
-            done = subprocess.run(["sudo", "-l", "-U", USER, "--", *argv], capture_output=True, text=True, check=False)
+            account = ["-u", item["account"]] if item.get("account") else []
+            done = subprocess.run(
+                ["sudo", "-l", "-U", USER, *account, "--", *argv], capture_output=True, text=True, check=False
+            )
         else:
             as_bot = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
-            done = subprocess.run(
-                [*as_bot, "sudo", "-n", *argv], capture_output=True, text=True, check=False, cwd="/", timeout=60
-            )
+            done = subprocess.run([*as_bot, *argv], capture_output=True, text=True, check=False, cwd="/", timeout=60)
         results.append({"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr})
     return results
 

@@ -1,8 +1,9 @@
 """deploy/ssh/authorized_keys.example under a real OpenSSH sshd on 127.0.0.1.
 
-The gate (`incident-bot gate`) is another issue's work; a stand-in script takes its place at the same
-spot in the line and prints what the gate would be given (SSH_ORIGINAL_COMMAND), so what is checked here is
-the line itself: the forced command runs whatever the client asks, and `restrict` refuses forwarding and a PTY.
+A stand-in script takes the gate's place at the same spot in the line and prints what the gate would be
+given (SSH_ORIGINAL_COMMAND), so what is checked here is the line itself: the forced command runs whatever
+the client asks, and `restrict` refuses forwarding and a PTY. The real gate behind the same line, with every
+runbook through it, is tests/test_gate_sshd.py.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Usage::
     .venv/bin/python -m tests.runbooks._capture_local runbooks.redis:Redis FACTS_JSON PARAMS_JSON sudo|nosudo OUT.json
 
 Each command the runbook asks for runs locally exactly as the SSH adapter would send it
-(``bot.adapters.ssh.build_argv``: ``[sudo -n] env LC_ALL=C … timeout -k 2 N argv``); a ``sudo``
+(``bot.adapters.ssh.build_argv``: ``env LC_ALL=C … timeout -k 2 N [sudo -n] argv``); a ``sudo``
 command with ``nosudo`` is answered as the adapter does, ``sudo_not_allowed``, without running.
 ``CAPTURE_AS=user`` runs the non-sudo commands as that user (``runuser -u user --``). OUT.json lists
 every command's argv, sudo flag, exit status, stdout and stderr in order; the findings are printed.

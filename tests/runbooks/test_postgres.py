@@ -13,9 +13,9 @@ from bot.core.models import Finding
 from bot.diagnosis.engine import diagnose
 from bot.evidence.readers.postgres import PostgresLog
 from bot.evidence.registry import load
-from bot.testing import drive, kinds
+from bot.testing import Canned, drive, kinds
 from runbooks.postgres import TAIL_SCRIPT, Postgres, PostgresParams, within_window
-from tests.runbooks._datastores import records, replay, replies, run_steps
+from tests.runbooks._datastores import records, replay, replies, result_of, run_steps
 
 LOG = "/tmp/dscap/lab2/logs/postgresql.log"
 FACTS = {"pg_host": "127.0.0.1", "pg_port": "33571", "postgresql_log": LOG}
@@ -50,8 +50,10 @@ def test_without_sudo_psql_falls_back_to_the_ssh_user_with_role_postgres() -> No
     found, asked = replay(Postgres, "postgres", "healthy", facts=FACTS)
     psql = [c for c in asked if "psql" in c.argv]
     assert [c.sudo for c in psql] == [True, False]
-    assert psql[0].argv[:6] == ("sudo", "-n", "-u", "postgres", "env", "PGCONNECT_TIMEOUT=3")
-    assert psql[1].argv[:3] == ("env", "PGCONNECT_TIMEOUT=3", "psql")
+    assert psql[0].argv[:5] == ("sudo", "-n", "-u", "postgres", "psql")
+    assert psql[1].argv[0] == "psql"
+    assert psql[0].argv[4:] == psql[1].argv  # the same psql, as the postgres OS user or as the SSH user
+    assert "dbname=postgres connect_timeout=3" in psql[1].argv  # the timeout rides in the conninfo
     assert psql[1].argv[psql[1].argv.index("-U") : psql[1].argv.index("-U") + 2] == ("-U", "postgres")
     assert "runbook.command_failed" not in _kinds(found)
 
@@ -67,10 +69,10 @@ def test_pg_user_fact_runs_psql_as_that_role_without_sudo() -> None:
     """With pg_user/pg_database set there is no sudo attempt and the role and database are passed."""
     facts = {**NO_LOG, "pg_user": "app", "pg_database": "shop"}
     recs = records("postgres", "healthy")
-    plain = next(r for r in recs if r["argv"][0] == "env")
+    plain = next(r for r in recs if r["argv"][0] == "psql")
     argv = tuple(plain["argv"])
     argv = tuple("app" if a == "postgres" and argv[i - 1] == "-U" else a for i, a in enumerate(argv))
-    argv = tuple("shop" if a == "postgres" and argv[i - 1] == "-d" else a for i, a in enumerate(argv))
+    argv = tuple("dbname=shop connect_timeout=3" if argv[i - 1] == "-d" else a for i, a in enumerate(argv))
     isready = ("pg_isready", "-h", "127.0.0.1", "-p", "33571", "-U", "app", "-d", "shop", "-t", "3")
     ready = next(r for r in recs if r["argv"][0] == "pg_isready")["stdout"]
     found = drive(Postgres, {}, {isready: ready, argv: plain["stdout"]}, facts=facts)
@@ -143,10 +145,26 @@ def test_missing_log_is_a_failed_command_not_an_exception() -> None:
 
 
 def test_unreadable_log_is_retried_with_sudo() -> None:
-    """tail denied as the SSH user → the same read again with sudo, whose lines are read."""
+    """tail denied as the SSH user → a plain ``tail`` of the same log with sudo (no shell: NOEXEC-safe),
+    whose lines are cut to the window by the clock the first attempt printed."""
     found, asked = replay(Postgres, "postgres", "log-needs-sudo", facts={"postgresql_log": "/tmp/dscap/pg-0640.log"})
     assert [c.sudo for c in asked] == [False, True]
+    assert asked[1].argv == ("tail", "-n", "300", "--", "/tmp/dscap/pg-0640.log")
     assert _kinds(found) == {"postgres.server_stopped"}
+
+
+def test_the_sudo_tail_is_cut_to_the_window_by_the_first_attempts_clock() -> None:
+    """Two hours after the capture, the log read through sudo holds nothing recent: the clock applies."""
+    recs = records("postgres", "log-needs-sudo")
+    denied, through_sudo = recs
+    epoch, zone, offset = denied["stdout"].split()
+    later = {**denied, "stdout": f"{int(epoch) + 7200} {zone} {offset}\n"}
+    canned: dict[str | tuple[str, ...], Canned] = {
+        tuple(later["argv"]): result_of(later),
+        tuple(through_sudo["argv"]): result_of(through_sudo),
+    }
+    found = drive(Postgres, {}, canned, facts={"postgresql_log": "/tmp/dscap/pg-0640.log"})
+    assert found == []
 
 
 def test_unreadable_log_without_sudo_says_sudo_is_needed() -> None:
