@@ -20,13 +20,12 @@ from datetime import datetime
 
 from fastapi import FastAPI
 from pydantic import SecretStr
-from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncEngine
 from telegram import Bot
 from telegram.error import InvalidToken, TelegramError
 
 from bot.adapters.audit import StoreAuditor
-from bot.adapters.console_chat import ConsoleChat
+from bot.adapters.console_chat import ConsoleChat, PipeSafeConsole
 from bot.adapters.db.leader import Leadership
 from bot.adapters.slack.app import SlackApp
 from bot.adapters.slack.sender import SlackSender, channel_by_service, slack_client
@@ -105,7 +104,7 @@ async def _open_bot(bot: Bot, timeout: float = 10.0) -> None:
 
 async def build_chats(settings: Settings, store: Store, clock: Callable[[], datetime]) -> Chats:
     """Every sender the settings call for (the console one always), opened; close with :meth:`Chats.aclose`."""
-    chats = Chats(senders={CONSOLE: ConsoleChat(Console(stderr=True))}, pace={CONSOLE: Pace(0.0)})
+    chats = Chats(senders={CONSOLE: ConsoleChat(PipeSafeConsole(stderr=True))}, pace={CONSOLE: Pace(0.0)})
     secrets = settings.secrets
     if secrets.slack_bot_token is not None:
         client = slack_client(secrets.slack_bot_token.get_secret_value(), settings.slack.api_url)

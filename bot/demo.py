@@ -47,6 +47,7 @@ from rich.console import Console
 from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.adapters.console_chat import PipeSafeConsole
 from bot.adapters.db import SqlStore, create_engine
 from bot.config import Settings
 from bot.core.incidents import IncidentState
@@ -545,5 +546,5 @@ def run_demo(scenario_name: str = DEFAULT_SCENARIO, console: Console | None = No
         names = ", ".join(f"{what} (Debian package {package})" for what, package in absent)
         packages = list(dict.fromkeys(package for _, package in absent))
         raise LabUnavailable(f"the fault lab needs {names}, not installed here", packages)
-    out = console or Console(stderr=True, highlight=False)
+    out = console or PipeSafeConsole(stderr=True, highlight=False)
     return asyncio.run(_main(scenario, out))

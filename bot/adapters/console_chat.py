@@ -76,6 +76,15 @@ def render_header(incident: Incident) -> Text:
     return out
 
 
+class PipeSafeConsole(Console):
+    """A rich Console that goes quiet when its reader goes away (``… 2>&1 | head``) instead of raising
+    ``SystemExit`` (rich's default) from whichever task happened to print: the bot (or the demo) keeps
+    working and cleans up; only the output is lost."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+
+
 class ConsoleChat:
     """A ChatSender printing each incident's messages as a thread (one header per incident)."""
 

@@ -88,7 +88,13 @@ class Runner:
         tasks = {asyncio.ensure_future(one(plan)): plan for plan in plans}
         if not tasks:
             return report
-        done, pending = await asyncio.wait(tasks, timeout=self.deadline)
+        try:
+            done, pending = await asyncio.wait(tasks, timeout=self.deadline)
+        except asyncio.CancelledError:  # the caller stops (shutdown): no host goes on, nor reports, behind it
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=5)
+            raise
         for task in pending:
             task.cancel()
         if pending:

@@ -179,6 +179,24 @@ def test_ctrl_c_at_any_moment_still_stops_everything(when: str) -> None:
     assert_nothing_left(run)
 
 
+def test_a_reader_that_goes_away_mid_run_still_leaves_nothing_running() -> None:
+    """``incident-bot demo 2>&1 | head``: the pipe closes early, the demo keeps going and cleans up."""
+    needs_the_lab()
+    with subprocess.Popen(
+        DEMO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env(), start_new_session=True
+    ) as proc:
+        assert proc.stdout is not None
+        head: list[str] = []
+        while not head or "opened the thread" not in head[-1]:  # the serve's console chat is printing now
+            head.append(proc.stdout.readline())
+            assert head[-1], "".join(head)
+        proc.stdout.close()  # what `head` does once it has its lines
+        proc.wait(timeout=BUDGET + 30)
+    run = Run(proc.returncode, "", "".join(head), 0.0)
+    assert run.root  # the narration named the directory before the pipe closed
+    assert_nothing_left(run)
+
+
 def test_a_missing_debian_package_is_named_with_how_to_install_it_and_explain_runs_instead(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"  # every program the demo needs except curl
     bin_dir.mkdir()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar
 
+import pytest
+
 from bot.core.commands import Command, Target
+from bot.core.models import Finding
 from bot.errors import AuthenticationFailed, HostUnreachable
 from bot.evidence.readers.nginx import NginxErrorLog
 from bot.runbook.base import Runbook, Steps
@@ -99,6 +103,40 @@ async def test_the_deadline_ends_slow_hosts_with_a_finding_and_leaves_no_session
     }
     assert executor.open == 0
     assert any(e.host == "slow" and e.state == "failed" for e in events)
+
+
+async def test_each_host_is_reported_as_it_finishes_and_a_broken_reporter_harms_nothing() -> None:
+    executor = FakeExecutor({"fast": {("tail", "-n", "10", "/var/log/nginx/error.log"): REFUSED}}, delay={"slow": 0.2})
+    told: list[tuple[str, list[str]]] = []
+
+    async def on_host(host: str, findings: list[Finding]) -> None:
+        told.append((host, [f.kind for f in findings]))
+        if host == "slow":
+            raise RuntimeError("the store is down")
+
+    report = await Runner(executor, on_host=on_host).run(
+        [HostPlan(target("slow"), [ProxyLog]), HostPlan(target("fast"), [ProxyLog])]
+    )
+    assert told == [("fast", ["nginx.upstream_refused"]), ("slow", [])]
+    assert {f.host for f in report.findings} == {"fast"}
+
+
+async def test_a_cancelled_run_stops_every_host_and_reports_none_afterwards() -> None:
+    """serve shutting down mid-diagnosis: nothing goes on behind it (no session, no report to the store)."""
+    executor = FakeExecutor(delay={"slow": 5.0})
+    told: list[str] = []
+
+    async def on_host(host: str, findings: list[Finding]) -> None:
+        told.append(host)
+
+    run = asyncio.create_task(Runner(executor, on_host=on_host).run([HostPlan(target("slow"), [ProxyLog])]))
+    await asyncio.sleep(0.1)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    await asyncio.sleep(0.1)
+    assert executor.open == 0 and told == []
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
 
 
 async def test_bad_params_are_a_finding_not_a_crash() -> None:
