@@ -53,7 +53,7 @@ async def test_ack_records_the_actor_and_a_second_ack_changes_nothing(
     again = await client.post(f"/api/incidents/{incident_id}/ack", json={"actor": "bob"}, headers=auth(API_TOKEN))
     assert again.status_code == 200 and again.json()["outcome"] == "already_acknowledged"
     assert again.json()["acknowledged_by"] == "alice"
-    assert [m.kind for m in store.messages] == ["opened", "updated"]
+    assert [m.kind for m in store.messages] == ["opened", "updated", "post"]
 
 
 async def test_ack_without_a_body_is_done_by_api(client: httpx.AsyncClient, store: MemoryStore) -> None:
@@ -71,7 +71,7 @@ async def test_resolve_then_resolve_again_is_409(client: httpx.AsyncClient, stor
     assert again.status_code == 409 and again.json()["error"] == "already_resolved"
     ack = await client.post(f"/api/incidents/{incident_id}/ack", headers=auth(API_TOKEN))
     assert ack.status_code == 409
-    assert [m.kind for m in store.messages] == ["opened", "resolved"]
+    assert [m.kind for m in store.messages] == ["opened", "resolved", "post"]
 
 
 @pytest.mark.parametrize("action", ["ack", "resolve"])
