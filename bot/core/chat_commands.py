@@ -87,7 +87,8 @@ _ARITY: dict[str, tuple[int, int, str]] = {
     "help": (0, 8, "help"),
 }
 _ID = re.compile(r"#?(\d{1,12})")
-_WORD = re.compile(r"[@A-Za-z0-9][A-Za-z0-9_.:@+-]{0,63}")
+#: An ``oncall`` argument: a name, ``@user``, a duration or time, or Slack's escaped mention ``<@U123|alice>``.
+_WORD = re.compile(r"[@A-Za-z0-9][A-Za-z0-9_.:@+-]{0,63}|<@[A-Z0-9]{2,32}(?:\|[A-Za-z0-9_.-]{1,80})?>")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@\[\]-]{0,254}")
 
 

@@ -30,6 +30,7 @@ from bot.errors import InvalidStatus, UsageError
         ("runbook proxy_log web-1", ParsedCommand("runbook", ("proxy_log", "web-1"))),
         ("oncall", ParsedCommand("oncall")),
         ("oncall override @alice 2h", ParsedCommand("oncall", ("override", "@alice", "2h"))),
+        ("oncall override <@U01ALICE|alice> 2h", ParsedCommand("oncall", ("override", "<@U01ALICE|alice>", "2h"))),
     ],
 )
 def test_each_subcommand_and_alias_parses_to_its_command(text: str, expected: ParsedCommand) -> None:
@@ -99,4 +100,4 @@ def test_arbitrary_text_parses_or_is_a_usage_error_never_anything_else(text: str
     else:
         assert command.name in {"help", "list", "show", "ack", "resolve", "diagnose", "runbook", "explain", "oncall"}
         for arg in command.args:
-            assert not any(c in arg for c in ";|&$`<>\n")
+            assert not any(c in arg for c in ";&$`\n") and (not any(c in arg for c in "<>|") or arg.startswith("<@"))
