@@ -98,6 +98,8 @@ class ChatOps:
     async def run(self, actor: Actor, command: ParsedCommand) -> ChatReply:
         """Run a parsed command for ``actor``; every failure becomes a reply, never an exception."""
         permission = _NEEDS.get(command.name, "read")
+        if command.name == "oncall" and command.args[:1] == ("override",):
+            permission = "respond"  # it changes who gets paged
         concerning = command.args[0] if command.name in ("ack", "resolve") else None
         if not await self._allowed(actor, permission, command.name, concerning):
             return _refused(actor, permission)

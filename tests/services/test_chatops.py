@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.config import AllowList, ChatPermissions
-from bot.core.blocks import plain_text
+from bot.core.blocks import Block, Section, plain_text
 from bot.core.chat_commands import Actor, ParsedCommand, parse
 from bot.core.incidents import IncidentState
 from bot.core.models import Alert, Diagnosis
@@ -210,3 +210,18 @@ def test_listed_channels_grant_respond_to_everyone_in_them() -> None:
     assert policy.may(Actor("slack", "U1", "@a", "C0OPS"), "respond")
     assert not policy.may(Actor("slack", "U1", "@a", "C0INCIDENTS"), "respond")  # an explicit list replaces the default
     assert not policy.may(Actor("slack", "U1", "@a", "C0OPS"), "operate")
+
+
+async def test_an_oncall_override_needs_respond_while_asking_who_is_on_call_does_not(ops: ChatOps) -> None:
+    asked: list[tuple[str, ...]] = []
+
+    async def oncall(actor: Actor, args: tuple[str, ...]) -> list[Block]:
+        asked.append(args)
+        return [Section("alice is on call")]
+
+    ops.oncall = oncall
+    assert plain_text((await ops.run(MALLORY, parse("oncall"))).blocks) == "alice is on call"
+    refused = await ops.run(MALLORY, parse("oncall override @mallory 8h"))
+    assert "may not" in plain_text(refused.blocks)
+    await ops.run(ALICE, parse("oncall override @bob 2h"))
+    assert asked == [(), ("override", "@bob", "2h")]
