@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -131,6 +132,9 @@ def test_one_thread_with_findings_and_cause_acknowledged_from_slack_and_resolved
         final = thread(slack)
         assert "resolved" in json.dumps(final[0].blocks) and "Duration" in json.dumps(final[0].blocks)
         assert len(slack.history(CHANNEL)) == 1  # one root message for the whole incident
+        dump = os.environ.get("INCIDENT_BOT_THREAD_DUMP")  # the README's example thread comes from here
+        if dump:
+            Path(dump).write_text(json.dumps([{"text": m.text, "blocks": m.blocks} for m in final], indent=1))
     finally:
         procs.stop()
         lab.repair()
