@@ -851,6 +851,12 @@ class FakeTelegram:
             return self._chats[chat_id]
 
     @property
+    def chat_ids(self) -> list[int]:
+        """The ids of every chat the fake knows (configured or added)."""
+        with self._lock:
+            return list(self._chats)
+
+    @property
     def calls(self) -> list[Call]:
         """Every request answered so far, in order."""
         with self._lock:

@@ -36,6 +36,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot.adapters.mentions import slack_ids
 from bot.adapters.slack.blocks import SlackMessage, plain_message, render
 from bot.adapters.slack.errors import TOO_BIG_ERRORS, SlackRejected, translate
 from bot.core.blocks import Block
@@ -176,11 +177,17 @@ class SlackSender:
     ) -> dict[str, Any]:
         """chat.postMessage with the outbox metadata; sent again as plain text when Slack finds it too big."""
 
+        notify = " ".join(f"<@{user}>" for user in slack_ids(message))  # a page pings the people it names
+
         def post(shown: SlackMessage) -> Awaitable[AsyncSlackResponse]:
+            text, shown_blocks = shown.text, shown.blocks
+            if notify:
+                text = f"{notify} {text}"
+                shown_blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": notify}}, *shown_blocks][:50]
             return self.client.chat_postMessage(
                 channel=channel,
-                text=shown.text,
-                blocks=shown.blocks,
+                text=text,
+                blocks=shown_blocks,
                 thread_ts=thread_ts,
                 metadata=metadata(message, incident),
                 unfurl_links=False,

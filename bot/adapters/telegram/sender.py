@@ -43,14 +43,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from html import escape
 from typing import TypeVar
 
 from telegram import Bot, InlineKeyboardMarkup, LinkPreviewOptions, Message, ReplyParameters
 from telegram.constants import ChatType, ParseMode
 from telegram.request import HTTPXRequest
 
+from bot.adapters.mentions import telegram_people
 from bot.adapters.telegram.errors import MarkupRefused, MessageGone, NotModified, call
-from bot.adapters.telegram.html import Part, Rendered, render, render_card, utf16_units
+from bot.adapters.telegram.html import MAX_TEXT_UNITS, Part, Rendered, render, render_card, utf16_units
 from bot.core.blocks import Block
 from bot.core.cards import status_card
 from bot.core.incidents import ChatThread, Incident, OutboxMessage
@@ -139,10 +141,11 @@ class FloodGate:
         self._groups: dict[str, deque[float]] = {}
         self._all: deque[float] = deque(maxlen=overall_rate)
 
-    def ready_at(self, chat: str | int, *, group: bool) -> float:
-        """The earliest time (on ``now``'s clock) a message may go to ``chat``."""
+    def ready_at(self, chat: str | int, *, group: bool, now: float | None = None) -> float:
+        """The earliest time (on ``now``'s clock; ``now``: read it once, so it never runs ahead of the
+        caller's reading) a message may go to ``chat``."""
         key = str(chat)
-        at = self.now()
+        at = self.now() if now is None else now
         if key in self._last:
             at = max(at, self._last[key] + self.per_chat_interval)
         at = max(at, self._held.get(key, at))
@@ -158,7 +161,7 @@ class FloodGate:
         started = self.now()
         while True:
             now = self.now()
-            at = self.ready_at(chat, group=group)
+            at = self.ready_at(chat, group=group, now=now)
             if at <= now:
                 key = str(chat)
                 self._last[key] = now
@@ -190,6 +193,20 @@ def topic_name(incident: Incident, prefix: str = "") -> str:
     while utf16_units(service) > room:
         service = service[:-1]
     return (prefix + service + tail)[:MAX_TOPIC_NAME]
+
+
+def _with_mentions(post: Rendered, people: list[tuple[str, str]]) -> Rendered:
+    """The post with its first message starting by mentioning ``people`` (a page pings them); the
+    mentions go in a message of their own when the first one has no room left."""
+    if not people:
+        return post
+    html_names = " ".join(f'<a href="tg://user?id={uid}">{escape(name)}</a>' for uid, name in people)
+    text_names = " ".join(name for _, name in people)
+    first, rest = post.parts[0], post.parts[1:]
+    if utf16_units(text_names) + 1 + first.units <= MAX_TEXT_UNITS:
+        first = Part(f"{html_names}\n{first.html}", f"{text_names}\n{first.text}")
+        return Rendered((first, *rest), post.keyboard)
+    return Rendered((Part(html_names, text_names), *post.parts), post.keyboard)
 
 
 class TelegramSender:
@@ -331,6 +348,7 @@ class TelegramSender:
     async def _post(self, message: OutboxMessage, chat: _Chat, thread: ChatThread, post: Rendered) -> None:
         topic = int(thread.topic) if thread.topic else None
         reply_to = None if topic is not None else int(thread.root)
+        post = _with_mentions(post, telegram_people(message))
         last = len(post.parts) - 1
         for n, part in enumerate(post.parts):
             keyboard = post.keyboard if n == last else None

@@ -8,6 +8,7 @@ strict limiter, so nothing here sleeps."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import warnings
 from datetime import UTC, datetime, timedelta
@@ -536,3 +537,12 @@ def test_the_bot_url_and_token_are_checked_when_the_bot_is_built() -> None:
 
 def squeeze(text: str) -> str:
     return re.sub(r"\s+", "", text)
+
+
+async def test_the_flood_gate_on_the_real_clock_lets_a_free_chat_through_at_once_and_paces_the_next() -> None:
+    """On a clock that moves between two readings, a chat with nothing pending is not kept waiting."""
+    gate = FloodGate()
+    waited = await asyncio.wait_for(gate.wait(-100123, group=True), 1)
+    assert waited < 0.05
+    again = await asyncio.wait_for(gate.wait(-100123, group=True), 3)
+    assert 0.9 <= again <= 1.5  # one message a second per chat
