@@ -5,6 +5,8 @@
   ``chat.telegram_chat`` / ``TELEGRAM_CHAT_ID``. An incident with neither goes to the console.
 - Each target has its sender and its pace: Slack one message a second; Telegram one a second per chat
   and twenty a minute per group (its sender also keeps to thirty a second overall).
+- Pages (``oncall:``) go to their own targets: direct messages on Slack and Telegram, and PagerDuty
+  when ``PAGERDUTY_ROUTING_KEY`` is set.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,10 +29,14 @@ from telegram.error import InvalidToken, TelegramError
 from bot.adapters.audit import StoreAuditor
 from bot.adapters.console_chat import ConsoleChat, PipeSafeConsole
 from bot.adapters.db.leader import Leadership
+from bot.adapters.pagerduty import PagerDutySender
 from bot.adapters.slack.app import SlackApp
+from bot.adapters.slack.direct import SlackDirectSender
 from bot.adapters.slack.sender import SlackSender, channel_by_service, slack_client
+from bot.adapters.telegram.direct import TelegramDirectSender
 from bot.adapters.telegram.sender import GROUP_BURST, GROUP_WINDOW, PER_CHAT_INTERVAL, FloodGate, TelegramSender
 from bot.adapters.telegram.sender import telegram_bot as build_telegram_bot
+from bot.adapters.telegram.updates import TelegramApp
 from bot.app import DiagnoseRequest, run_diagnose
 from bot.config import Settings
 from bot.core.chat import ChatSender
@@ -43,6 +49,7 @@ from bot.services.chatops import ChatOps, Policy, served_channels
 from bot.services.explain import explain_text
 from bot.services.incidents import IncidentService
 from bot.services.outbox import SLACK_PACE, Pace
+from bot.services.paging import PAGERDUTY, SLACK_DM, TELEGRAM_DM, Pager, ThreadLinks, paging_options, rota_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +85,7 @@ class Chats:
     slack_channel_of: Callable[[Incident], str | None] | None = None
     telegram_chat_of: Callable[[Incident], str | None] | None = None
     telegram_gate: FloodGate | None = None
+    telegram_bot: Bot | None = None
     resources: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     def targets(self, incident: Incident) -> Sequence[str]:
@@ -111,6 +119,8 @@ async def build_chats(settings: Settings, store: Store, clock: Callable[[], date
         chats.slack_channel_of = slack_channel_of(settings)
         chats.senders[SLACK] = SlackSender(client, store, chats.slack_channel_of, clock)
         chats.pace[SLACK] = SLACK_PACE
+        chats.senders[SLACK_DM] = SlackDirectSender(client)
+        chats.pace[SLACK_DM] = SLACK_PACE
     if secrets.telegram_bot_token is not None:
         # PTB 22 warns (and, with warnings as errors, fails) when it builds a RetryAfter unless this is set;
         # it also makes retry_after a timedelta, which the sender reads either way.
@@ -120,9 +130,35 @@ async def build_chats(settings: Settings, store: Store, clock: Callable[[], date
         chats.resources.push_async_callback(bot.shutdown)
         chats.telegram_chat_of = telegram_chat_of(settings)
         chats.telegram_gate = FloodGate()
+        chats.telegram_bot = bot
         chats.senders[TELEGRAM] = TelegramSender(bot, store, chats.telegram_chat_of, clock, gate=chats.telegram_gate)
         chats.pace[TELEGRAM] = Pace(interval=PER_CHAT_INTERVAL, burst=GROUP_BURST, window=GROUP_WINDOW)
+        chats.senders[TELEGRAM_DM] = TelegramDirectSender(bot, chats.telegram_gate)
+        chats.pace[TELEGRAM_DM] = Pace(interval=0.1)  # the flood gate paces each person's chat
+    if secrets.pagerduty_routing_key is not None:
+        pagerduty = PagerDutySender(
+            secrets.pagerduty_routing_key.get_secret_value(),
+            events_url=settings.pagerduty.events_url,
+            retry_after=settings.pagerduty.retry_after,
+            timeout=settings.pagerduty.timeout,
+            thread_link=ThreadLinks(store, settings.oncall.slack_url if settings.oncall else None),
+        )
+        chats.resources.push_async_callback(pagerduty.aclose)
+        chats.senders[PAGERDUTY] = pagerduty
+        chats.pace[PAGERDUTY] = Pace(0.5)  # PagerDuty allows about 120 events a minute per routing key
     return chats
+
+
+def pager(
+    settings: Settings, store: Store, chats: Chats, announce: Announcer, clock: Callable[[], datetime]
+) -> Pager | None:
+    """Paging and escalation, when the configuration has an ``oncall:`` section."""
+    rota = rota_from_settings(settings)
+    if rota is None:
+        return None
+    options = paging_options(settings, slack_dm=SLACK_DM in chats.senders, telegram_dm=TELEGRAM_DM in chats.senders)
+    links = ThreadLinks(store, settings.oncall.slack_url if settings.oncall else None)
+    return Pager(store, rota, clock, options=options, announce=announce, thread_link=links)
 
 
 def chat_operations(
@@ -131,6 +167,8 @@ def chat_operations(
     incidents: IncidentService,
     announce: Announcer,
     clock: Callable[[], datetime],
+    *,
+    paging: Pager | None = None,
 ) -> ChatOps:
     """What chat commands and buttons do, with each platform's permissions; a ``diagnose`` from chat
     reaches only hosts of the configuration and is audited to the store."""
@@ -162,6 +200,8 @@ def chat_operations(
         diagnose=diagnose,
         clock=clock,
         announce=announce,
+        oncall=paging.oncall if paging is not None else None,
+        escalate=paging.escalate if paging is not None else None,
     )
 
 
@@ -170,12 +210,14 @@ RECONNECT = 30.0
 
 
 class Inbound:
-    """The chats' inbound sides: Slack (``/slack/events``, or Socket Mode held by one replica)."""
+    """The chats' inbound sides: Slack (``/slack/events``, or Socket Mode held by one replica) and
+    Telegram (``/telegram/webhook`` on every replica, or long polling by one)."""
 
     def __init__(self, settings: Settings, engine: AsyncEngine, ops: ChatOps, chats: Chats) -> None:
         self.settings = settings
         self.engine = engine
         self.slack: SlackApp | None = None
+        self.telegram: TelegramApp | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._leaders: list[Leadership] = []
         secrets = settings.secrets
@@ -185,39 +227,67 @@ class Inbound:
             self.slack = SlackApp(
                 slack_client(secrets.slack_bot_token.get_secret_value(), settings.slack.api_url),
                 ops,
-                signing_secret=secrets.slack_signing_secret.get_secret_value()
-                if secrets.slack_signing_secret
-                else None,
-                app_token=secrets.slack_app_token.get_secret_value() if secrets.slack_app_token else None,
+                signing_secret=reveal(secrets.slack_signing_secret),
+                app_token=reveal(secrets.slack_app_token),
                 groups=groups,
+            )
+        if chats.telegram_bot is not None:
+            telegram = settings.telegram
+            services = settings.services.values()
+            allow = telegram.allow
+            people = settings.oncall.people.values() if settings.oncall else []
+            self.telegram = TelegramApp(
+                chats.telegram_bot,
+                ops,
+                webhook_secret=reveal(secrets.telegram_webhook_secret),
+                webhook_url=telegram.webhook_url,
+                chats=served_channels([telegram.chat], [s.chat.telegram_chat for s in services], telegram.chats),
+                users=[
+                    *(allow.respond.users if allow.respond else []),
+                    *allow.operate.users,
+                    *(str(p.telegram) for p in people if p.telegram),
+                ],
+                gate=chats.telegram_gate,
             )
 
     def mount(self, api: FastAPI) -> None:
         if self.slack is not None and self.settings.secrets.slack_signing_secret is not None:
             self.slack.mount(api)
+        if self.telegram is not None and self.settings.telegram.webhook_url:
+            self.telegram.mount(api)
 
     def start(self, stop: asyncio.Event) -> None:
-        """Connect in the background (a chat being down never stops ``serve``); the connections only one
-        replica may hold wait for this replica to lead."""
+        """Connect in the background (a chat being down never stops ``serve``); what only one replica
+        may hold (Slack's Socket Mode, Telegram's long polling) waits for this replica to lead."""
         if self.slack is not None:
-            self._tasks.append(asyncio.create_task(self._slack(self.slack, stop), name="slack-inbound"))
+            slack = self.slack
+            socket_mode = self.settings.secrets.slack_app_token is not None
+            self._start(
+                "slack-socket-mode" if socket_mode else None, lambda: slack.start(socket_mode=socket_mode), stop
+            )
+        if self.telegram is not None:
+            telegram = self.telegram
+            poll = not self.settings.telegram.webhook_url
+            self._start("telegram-polling" if poll else None, lambda: telegram.start(poll=poll), stop)
 
-    async def _slack(self, slack: SlackApp, stop: asyncio.Event) -> None:
-        socket_mode = self.settings.secrets.slack_app_token is not None
-        if socket_mode:
-            leader = Leadership(self.engine, "slack-socket-mode")
+    def _start(self, leading: str | None, connect: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+        self._tasks.append(asyncio.create_task(self._connect(leading, connect, stop), name=f"inbound-{leading}"))
+
+    async def _connect(self, leading: str | None, connect: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+        if leading is not None:
+            leader = Leadership(self.engine, leading)
             self._leaders.append(leader)
             if not await leader.wait(stop):
                 return
         while not stop.is_set():
             try:
-                await slack.start(socket_mode=socket_mode)
+                await connect()
                 return
             except ConfigError as exc:
-                log.error("slack: %s; commands and buttons are off", exc.user_message())
+                log.error("%s: %s; commands and buttons are off", leading or "chat", exc.user_message())
                 return
             except ChatError as exc:
-                log.warning("slack: cannot connect (%s); trying again in %.0fs", exc.code, RECONNECT)
+                log.warning("%s: cannot connect (%s); trying again in %.0fs", leading or "chat", exc.code, RECONNECT)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), RECONNECT)
 
@@ -229,5 +299,7 @@ class Inbound:
                 await task
         if self.slack is not None:
             await self.slack.stop()
+        if self.telegram is not None:
+            await self.telegram.stop()
         for leader in self._leaders:
             await leader.release()

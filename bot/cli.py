@@ -424,8 +424,139 @@ def incidents_export(
         sys.stdout.write(to_markdown(incident, timeline, diagnosis))
 
 
+# -- oncall (issue #7) ------------------------------------------------------------------------------
+
+ONCALL_HELP = """Who is on call for each schedule now (or at --at TIME), and when that changes.
+
+Reads the oncall: section of the configuration and the overrides kept in the store (shared by every
+replica of the bot). TIME is ISO 8601, e.g. 2026-03-29T09:00+02:00 (without an offset it is UTC).
+Times are shown in each schedule's time zone. `oncall override USER DURATION` puts someone on call.
+Exits 0; 1 when the configuration has no oncall: section; 2 on bad input.
+"""
+
+oncall_app = typer.Typer(help=ONCALL_HELP, invoke_without_command=True)
+app.add_typer(oncall_app, name="oncall")
+
+
+def _moment(value: str | None, option: str) -> Any:
+    """An aware datetime from ISO 8601 (UTC when no offset is given); now when ``value`` is None."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise UsageError(f"{option}: {value[:60]!r} is not an ISO 8601 time like 2026-03-29T09:00+02:00") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _rota(config: str | None) -> Any:
+    from bot.config import load_settings  # noqa: PLC0415
+    from bot.services.paging import rota_from_settings  # noqa: PLC0415
+
+    rota = rota_from_settings(load_settings(config))
+    if rota is None:
+        sys.stderr.write("incident-bot: no on-call rotation is configured (add an oncall: section, see the README)\n")
+        raise typer.Exit(1)
+    return rota
+
+
+@oncall_app.callback(invoke_without_command=True)
+def oncall(
+    ctx: typer.Context,
+    at: Annotated[
+        str | None, typer.Option("--at", metavar="TIME", help="When to look (ISO 8601; default now).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+    config: Annotated[str | None, typer.Option("--config", metavar="FILE", help="Configuration file.")] = None,
+) -> None:
+    if ctx.invoked_subcommand is not None:
+        return
+    from bot.services.paging import local, oncall_now  # noqa: PLC0415
+
+    when = _moment(at, "--at")
+    rota = _rota(config)
+
+    async def work(store: Store, _: Settings) -> list[Any]:
+        return list(await store.overrides(when))
+
+    overrides = _on_store(config, work)
+    shifts = oncall_now(rota, overrides, when)
+    if as_json:
+        body = {
+            "at": when.isoformat(),
+            "schedules": [
+                {"schedule": s.schedule, "time_zone": rota.schedules[s.schedule].zone.key, "person": s.person,
+                 "by": s.by, "until": s.until.isoformat() if s.until else None, "then": s.then}
+                for s in shifts
+            ],
+            "overrides": [o.model_dump(mode="json") for o in overrides],
+        }  # fmt: skip
+        sys.stdout.write(json.dumps(body, indent=2) + "\n")
+        return
+    sys.stdout.write(f"on call at {when:%Y-%m-%d %H:%M:%S} UTC\n")
+    width = max((len(s.schedule) for s in shifts), default=0)
+    for shift in shifts:
+        schedule = rota.schedules[shift.schedule]
+        line = f"{shift.schedule:<{width}}  {shift.person or 'nobody'} ({shift.by})"
+        if shift.until is not None:
+            line += f" until {local(shift.until, schedule)} ({shift.until:%H:%M} UTC), then {shift.then or 'nobody'}"
+        else:
+            line += ", no change within 120 days"
+        sys.stdout.write(line + "\n")
+    for override in overrides:
+        schedule = rota.schedules.get(override.schedule)
+        if schedule is not None:
+            sys.stdout.write(
+                f"override: {override.person} on {override.schedule} from {local(override.starts_at, schedule)} "
+                f"until {local(override.ends_at, schedule)} (set by {override.created_by})\n"
+            )
+
+
+@oncall_app.command(
+    "override",
+    help="Put USER (a name of oncall.people) on call for DURATION (30m, 2h, 1d) from now or --start, on the "
+    "one schedule they belong to or --schedule. Kept in the store: every replica pages them.",
+)
+def oncall_override(
+    user: Annotated[str, typer.Argument(metavar="USER")],
+    duration: Annotated[str, typer.Argument(metavar="DURATION")],
+    schedule: Annotated[str | None, typer.Option("--schedule", metavar="NAME", help="Which schedule.")] = None,
+    start: Annotated[str | None, typer.Option("--start", metavar="TIME", help="From when (default now).")] = None,
+    actor: ActorOption = None,
+    config: Annotated[str | None, typer.Option("--config", metavar="FILE", help="Configuration file.")] = None,
+) -> None:
+    from bot.services.paging import add_override, local  # noqa: PLC0415
+
+    now = _moment(None, "")
+    begin = _moment(start, "--start")
+    rota = _rota(config)
+
+    async def work(store: Store, _: Settings) -> Any:
+        return await add_override(
+            store, rota, user, duration, schedule=schedule, start=begin, by=actor or _default_actor(), now=now
+        )
+
+    override = _on_store(config, work)
+    shown = rota.schedules[override.schedule]
+    sys.stdout.write(
+        f"{override.person} is on call for {override.schedule} from {local(override.starts_at, shown)} "
+        f"until {local(override.ends_at, shown)}\n"
+    )
+
+
 config_app = typer.Typer(help="The configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+
+
+@config_app.command(
+    "reference", help="Print every setting (YAML path, type, default, meaning) as Markdown, from the model itself."
+)
+def config_reference() -> None:
+    from bot.config_reference import reference  # noqa: PLC0415
+
+    sys.stdout.write(reference())
 
 
 @config_app.command(
@@ -591,6 +722,9 @@ def main() -> None:
     Typer vendors its own copy of click, so its exceptions are recognised by shape (an ``exit_code``
     and a ``format_message()``), not by importing a private module.
     """
+    from bot.adapters.log_redaction import install_log_redaction  # noqa: PLC0415
+
+    install_log_redaction()  # before anything logs: every record from here on is redacted
     try:
         # Without standalone mode click returns the code of a ``typer.Exit`` instead of exiting with it.
         code = app(standalone_mode=False)

@@ -8,12 +8,23 @@ runs at import time: the composition root calls :func:`load_settings` once.
 from __future__ import annotations
 
 import os
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from bot.core.oncall import WEEKDAYS, parse_clock, parse_duration, zone
 from bot.errors import ConfigError
 
 DEFAULT_FILE = "incident-bot.yaml"
@@ -22,30 +33,44 @@ DEFAULT_FILE = "incident-bot.yaml"
 class SshDefaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    #: The remote user (else each host's ``user``, else the OpenSSH config's, else the local user).
     user: str | None = None
+    #: The private key file of the bot.
     identity: str | None = None
+    #: Where host keys are checked (never disabled).
     known_hosts: str = "~/.ssh/known_hosts"
     #: ``strict`` verifies every host key; ``accept-new`` trusts a first key and records it.
     host_key_policy: Literal["strict", "accept-new"] = "strict"
+    #: An OpenSSH client config to read (aliases, ``ProxyJump``…); none unless given.
     config: str | None = None
+    #: Use the SSH agent (off unless asked for).
     use_agent: bool = False
+    #: Seconds to connect and finish the SSH handshake.
     connect_timeout: float = Field(default=5.0, gt=0, le=120)
+    #: Seconds one remote command may run (enforced on the host with ``timeout -k``).
     command_timeout: float = Field(default=15.0, gt=0, le=600)
+    #: Seconds a whole diagnosis may take over every host.
     deadline: float = Field(default=60.0, gt=0, le=3600)
+    #: Hosts diagnosed at once.
     max_parallel_hosts: int = Field(default=64, ge=1, le=4096)
 
 
 class HostConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    #: Host name or IP address (or an alias of ``ssh.config``).
     address: str
     port: int = Field(default=22, ge=1, le=65535)
     user: str | None = None
     identity: str | None = None
     known_hosts: str | None = None
+    #: ``[user@]host[:port]`` to reach this host through.
     proxy_jump: str | None = None
+    #: Let read-only runbook commands that need root run with ``sudo -n`` (see ``deploy/sudoers``).
     allow_sudo: bool = False
+    #: What the host is (``proxy``, ``app``, ``db``…): picks the runbooks; none, they are discovered.
     roles: list[str] = Field(default_factory=list)
+    #: Known facts (``nginx_error_log``, ``app_unit``…); none, they are discovered on the host.
     facts: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("facts", mode="before")
@@ -60,7 +85,9 @@ class HostConfig(BaseModel):
 class ServiceMatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    #: An alert with all these labels is this service's.
     labels: dict[str, str] = Field(default_factory=dict)
+    #: An alert whose URL has this host is this service's.
     url_host: str | None = None
 
 
@@ -77,13 +104,236 @@ class ServiceChat(BaseModel):
         return str(value) if isinstance(value, int) else value
 
 
+# ----------------------------------------------------------------------------------- on call (issue #7)
+
+
+def _duration(value: Any) -> Any:
+    """``10m``, ``2h``, ``1h30m``; a bare number is seconds."""
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError("a duration must be positive")
+        return timedelta(seconds=value)
+    return value
+
+
+#: A positive duration written ``90s``, ``10m``, ``2h``, ``1h30m``, ``1d`` (or a number of seconds).
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+def _as_text(value: Any) -> Any:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class PersonConfig(BaseModel):
+    """Someone who can be paged (``oncall.people.<name>``) and how: ``slack`` is their Slack user id
+    (``U…``), ``telegram`` their Telegram user id (they must have started a chat with the bot for direct
+    messages), ``telegram_username`` lets Telegram commands name them as ``@username``, ``pagerduty``
+    says the bot also triggers PagerDuty when it pages them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    slack: str | None = None
+    telegram: str | None = None
+    telegram_username: str | None = None
+    pagerduty: bool = False
+
+    @field_validator("telegram", mode="before")
+    @classmethod
+    def _telegram_as_text(cls, value: Any) -> Any:
+        """Telegram user ids are numbers in YAML; ids all the same."""
+        return _as_text(value)
+
+
+def _rotation_days(value: str) -> int:
+    word = value.strip().lower()
+    if word == "daily":
+        return 1
+    if word == "weekly":
+        return 7
+    length = parse_duration(word)
+    if length.total_seconds() % 86400:
+        raise ValueError(f"rotation {value!r} must be daily, weekly or a number of days like 3d or 2w")
+    return int(length.total_seconds() // 86400)
+
+
+class RotationConfig(BaseModel):
+    """One rotation: ``members`` take turns for ``rotation`` (daily, weekly, ``3d``, ``2w``), handing over
+    at ``handoff`` (wall-clock time in ``time_zone``); the first member's first turn starts on ``start``
+    (a weekly rotation hands over on that weekday). ``days``/``hours`` restrict it to part of each day
+    (``hours: "08:00-20:00"``, over midnight when the end is earlier), for follow-the-sun layers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    members: list[str] = Field(default_factory=list)
+    rotation: str = "weekly"
+    handoff: str = "09:00"
+    time_zone: str | None = None
+    start: date = date(2024, 1, 1)
+    days: list[str] | None = None
+    hours: str | None = None
+
+    @field_validator("rotation")
+    @classmethod
+    def _rotation(cls, value: str) -> str:
+        _rotation_days(value)
+        return value
+
+    @field_validator("handoff", mode="before")
+    @classmethod
+    def _handoff(cls, value: Any) -> Any:
+        if isinstance(value, int):  # YAML 1.1 reads an unquoted 10:30 as the base-60 number 630
+            raise ValueError('write the hand-off time in quotes, like handoff: "10:30"')
+        if isinstance(value, str):
+            parse_clock(value)
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            zone(value)
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        days = [d.strip().lower()[:3] for d in value]
+        unknown = [d for d in days if d not in WEEKDAYS]
+        if unknown or not days:
+            raise ValueError(f"days must be weekdays ({', '.join(WEEKDAYS)}), not {value!r}")
+        return days
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        if value is not None:
+            start, sep, end = value.partition("-")
+            if not sep:
+                raise ValueError(f"hours {value!r} must be like 08:00-20:00")
+            parse_clock(start)
+            parse_clock(end)
+        return value
+
+    @property
+    def length_days(self) -> int:
+        return _rotation_days(self.rotation)
+
+
+class ScheduleConfig(RotationConfig):
+    """An on-call schedule (``oncall.schedules.<name>``): one rotation written in place (``members``…),
+    or ``layers`` of rotations where the first layer that covers a moment decides (follow-the-sun).
+    ``time_zone`` is the schedule's, and its layers' unless they name their own."""
+
+    time_zone: str | None = "UTC"
+    layers: list[RotationConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> ScheduleConfig:
+        if bool(self.members) == bool(self.layers):
+            raise ValueError("a schedule has either members (one rotation) or layers, and not both")
+        for n, layer in enumerate(self.layers, 1):
+            if not layer.members:
+                raise ValueError(f"layer {n} has no members")
+        return self
+
+    def rotations(self) -> list[RotationConfig]:
+        """The layers, in order (a schedule written in place is its own single layer)."""
+        return list(self.layers) if self.layers else [self]
+
+
+class EscalationLevelConfig(BaseModel):
+    """A level of an escalation policy: who it pages (a ``schedule``'s on-call person and/or ``people``)
+    and how long to wait for an acknowledgement (``after``) before the next level is paged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schedule: str | None = None
+    people: list[str] = Field(default_factory=list)
+    after: Duration = timedelta(minutes=15)
+
+    @model_validator(mode="after")
+    def _someone(self) -> EscalationLevelConfig:
+        if self.schedule is None and not self.people:
+            raise ValueError("an escalation level needs a schedule or people")
+        return self
+
+
+class OnCallConfig(BaseModel):
+    """``oncall:``: people, schedules, the default escalation policy (services may have their own) and
+    how quiet paging is: one page per service within ``storm_window``; a confirmation probe that found
+    the site answering (a blip) defers the page by ``blip_grace``; a routed incident whose probe has not
+    reported within ``probe_wait`` is paged anyway."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    people: dict[str, PersonConfig] = Field(default_factory=dict)
+    schedules: dict[str, ScheduleConfig] = Field(default_factory=dict)
+    escalation: list[EscalationLevelConfig] = Field(default_factory=list)
+    storm_window: Duration = timedelta(minutes=10)
+    blip_grace: Duration = timedelta(minutes=5)
+    probe_wait: Duration = timedelta(minutes=2)
+    #: Direct messages to the people paged (Slack and Telegram, where configured for them).
+    direct_messages: bool = True
+    #: The Slack workspace URL (``https://acme.slack.com``), for links to incident threads.
+    slack_url: str | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> OnCallConfig:
+        for name, schedule in self.schedules.items():
+            for rotation in schedule.rotations():
+                for member in rotation.members:
+                    if member not in self.people:
+                        raise ValueError(f"schedule {name!r} names {member!r}, who is not under oncall.people")
+        check_levels("oncall.escalation", self.escalation, self)
+        return self
+
+
+def check_levels(where: str, levels: list[EscalationLevelConfig], oncall: OnCallConfig | None) -> None:
+    """ValueError naming ``where`` when a level names a schedule or person ``oncall`` does not have."""
+    if oncall is None:
+        if levels:
+            raise ValueError(f"{where} needs an oncall: section with its people and schedules")
+        return
+    for n, level in enumerate(levels):
+        if level.schedule is not None and level.schedule not in oncall.schedules:
+            raise ValueError(f"{where}[{n}] names schedule {level.schedule!r}, which is not under oncall.schedules")
+        for person in level.people:
+            if person not in oncall.people:
+                raise ValueError(f"{where}[{n}] names {person!r}, who is not under oncall.people")
+
+
+class PagerDutyConfig(BaseModel):
+    """PagerDuty Events API v2 (used when ``PAGERDUTY_ROUTING_KEY`` is set): where events go
+    (``PAGERDUTY_EVENTS_URL`` wins), the severity of a confirmed page, and how long to wait after a 429
+    that names no ``Retry-After`` (PagerDuty suggests about 30 s)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    severity: Literal["critical", "error", "warning", "info"] = "critical"
+    retry_after: float = Field(default=30.0, gt=0, le=3600)
+    timeout: float = Field(default=10.0, gt=0, le=120)
+
+
 class ServiceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    #: How an alert is recognised as this service's (any one rule).
     match: ServiceMatch = Field(default_factory=ServiceMatch)
+    #: The hosts (names under ``hosts:``) its incidents are diagnosed on.
     hosts: list[str] = Field(default_factory=list)
+    #: The URL the bot probes before paging.
     url: str | None = None
+    #: Where its incidents are posted (else ``slack.channel`` / ``telegram.chat``).
     chat: ServiceChat = Field(default_factory=ServiceChat)
+    #: The service's escalation policy (else ``oncall.escalation``).
+    escalation: list[EscalationLevelConfig] | None = None
 
 
 class GrafanaConfig(BaseModel):
@@ -196,7 +446,9 @@ class JobSettings(BaseModel):
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    #: ``sqlite+aiosqlite:///FILE`` (one process) or ``postgresql+asyncpg://…`` (``DATABASE_URL`` wins).
     database_url: str = "sqlite+aiosqlite:///incident-bot.db"
+    #: ``HOST:PORT`` of ``serve``; a non-loopback address needs every inbound secret set.
     listen: str = "127.0.0.1:8080"
     jobs: JobSettings = Field(default_factory=JobSettings)
     ssh: SshDefaults = Field(default_factory=SshDefaults)
@@ -205,6 +457,8 @@ class Settings(BaseModel):
     grafana: GrafanaConfig = Field(default_factory=GrafanaConfig)
     slack: SlackConfig = Field(default_factory=SlackConfig)
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
+    oncall: OnCallConfig | None = None
+    pagerduty: PagerDutyConfig = Field(default_factory=PagerDutyConfig)
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
     source: str | None = Field(default=None, exclude=True)
 
@@ -217,6 +471,14 @@ class Settings(BaseModel):
                 if host not in known:
                     raise ValueError(f"service {name!r} names host {host!r}, which is not under hosts:")
         return services
+
+    @model_validator(mode="after")
+    def _escalations_exist(self) -> Settings:
+        """Each service's escalation names people and schedules of ``oncall:``."""
+        for name, service in self.services.items():
+            if service.escalation is not None:
+                check_levels(f"services.{name}.escalation", service.escalation, self.oncall)
+        return self
 
 
 _SECRET_ENV = {
@@ -238,6 +500,7 @@ _PLAIN_ENV = (
     ("slack", "api_url", "SLACK_API_URL"),
     ("telegram", "chat", "TELEGRAM_CHAT_ID"),
     ("telegram", "api_url", "TELEGRAM_API_URL"),
+    ("pagerduty", "events_url", "PAGERDUTY_EVENTS_URL"),
 )
 
 

@@ -31,10 +31,11 @@ from sqlalchemy import URL
 from bot.adapters.audit import StoreAuditor
 from bot.adapters.db import SqlStore, create_engine, upgrade
 from bot.adapters.http import GrafanaSigning, build_api
+from bot.adapters.log_redaction import install_log_redaction
 from bot.adapters.metrics import Metrics
 from bot.adapters.probe import HttpxProber
 from bot.app import diagnose_incident
-from bot.chats import Chats, Inbound, build_chats, chat_operations, reveal
+from bot.chats import Chats, Inbound, build_chats, chat_operations, pager, reveal
 from bot.config import Settings
 from bot.core.cards import render_message
 from bot.core.incidents import Incident
@@ -45,8 +46,10 @@ from bot.errors import ConfigError
 from bot.runbook.registry import load as load_runbooks
 from bot.services.announce import Announcer
 from bot.services.diagnosis_jobs import DiagnosisWorker
+from bot.services.escalation import EscalationWorker
 from bot.services.incidents import IncidentService
 from bot.services.outbox import OutboxWorker
+from bot.services.paging import Pager
 from bot.services.routing import group_key, route
 
 
@@ -136,7 +139,13 @@ def grafana_signing(settings: Settings) -> GrafanaSigning | None:
     )
 
 
-def diagnosis_worker(settings: Settings, store: Store, metrics: Metrics, announce: Announcer) -> DiagnosisWorker:
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def diagnosis_worker(
+    settings: Settings, store: Store, metrics: Metrics, announce: Announcer, paging: Pager | None = None
+) -> DiagnosisWorker:
     """The worker of this process: each job's SSH commands go to the store's audit table."""
     catalog = load_runbooks()
     prober = HttpxProber()
@@ -154,9 +163,10 @@ def diagnosis_worker(settings: Settings, store: Store, metrics: Metrics, announc
         store,
         metrics.timed(run_job),
         clock=lambda: datetime.now(UTC),
-        worker_id=f"{socket.gethostname()}:{os.getpid()}",
+        worker_id=worker_name(),
         lease=timedelta(seconds=settings.ssh.deadline + settings.jobs.lease_margin),
         announce=announce,
+        hooks=paging,
     )
 
 
@@ -164,9 +174,17 @@ def diagnosis_worker(settings: Settings, store: Store, metrics: Metrics, announc
 OUTBOX_GRACE = 5.0
 
 
-def outbox_worker(store: Store, chats: Chats) -> OutboxWorker:
-    """The outbox worker of this process: a sender per chat target (the console when no chat is set up)."""
-    return OutboxWorker(store, render_message, chats.senders, clock=lambda: datetime.now(UTC), pace=chats.pace)
+def outbox_worker(store: Store, chats: Chats, paging: Pager | None = None) -> OutboxWorker:
+    """The outbox worker of this process: a sender per chat target (the console when no chat is set up);
+    a page refused for good is put on the incident's timeline and in its thread."""
+    return OutboxWorker(
+        store,
+        render_message,
+        chats.senders,
+        clock=lambda: datetime.now(UTC),
+        pace=chats.pace,
+        on_rejected=paging.rejected if paging is not None else None,
+    )
 
 
 async def _stop_worker(task: asyncio.Task[None], grace: float) -> None:
@@ -194,6 +212,7 @@ async def serve(
 ) -> None:
     """Run until SIGINT/SIGTERM, or until ``shutdown`` is set; ``started`` is set once the server listens
     (both for callers that run ``serve`` in-process, such as ``incident-bot demo``)."""
+    install_log_redaction(settings)  # the configured secrets never reach a log line, whoever logs it
     check_exposure(settings)
     host, port = listen_address(settings)
     clock = lambda: datetime.now(UTC)  # noqa: E731 - one clock for every part
@@ -207,8 +226,14 @@ async def serve(
         chats = await build_chats(settings, store, clock)
         resources.push_async_callback(chats.aclose)
         announce = Announcer(chats.targets)
+        paging = pager(settings, store, chats, announce, clock)
         service = IncidentService(
-            store, route=lambda alert: route(alert, settings), group=group_key, clock=clock, announce=announce
+            store,
+            route=lambda alert: route(alert, settings),
+            group=group_key,
+            clock=clock,
+            announce=announce,
+            hooks=paging,
         )
         secrets = settings.secrets
         metrics = Metrics()
@@ -220,15 +245,24 @@ async def serve(
             metrics=metrics,
             grafana_signing=grafana_signing(settings),
         )
-        inbound = Inbound(settings, engine, chat_operations(settings, store, service, announce, clock), chats)
+        inbound = Inbound(
+            settings, engine, chat_operations(settings, store, service, announce, clock, paging=paging), chats
+        )
         inbound.mount(api)
         resources.push_async_callback(inbound.stop)
         config = uvicorn.Config(api, host=host, port=port, log_level="info", access_log=False, lifespan="off")
         stop = asyncio.Event()
         worker = asyncio.create_task(
-            diagnosis_worker(settings, store, metrics, announce).run_forever(stop), name="diagnosis-worker"
+            diagnosis_worker(settings, store, metrics, announce, paging).run_forever(stop), name="diagnosis-worker"
         )
-        outbox = asyncio.create_task(outbox_worker(store, chats).run_forever(stop), name="outbox-worker")
+        outbox = asyncio.create_task(outbox_worker(store, chats, paging).run_forever(stop), name="outbox-worker")
+        escalations = (
+            asyncio.create_task(
+                EscalationWorker(store, paging, clock, worker_name()).run_forever(stop), name="escalation-worker"
+            )
+            if paging is not None
+            else None
+        )
         inbound.start(stop)
         server = _Server(config)
         watcher = asyncio.create_task(_watch(server, started, shutdown), name="serve-watch")
@@ -237,7 +271,9 @@ async def serve(
         finally:
             watcher.cancel()
             stop.set()
-            worker.cancel()  # a job in flight stays leased: it runs again after the lease expires
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+            for task in (worker, escalations):  # a job or timer in flight stays leased: taken again later
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await _stop_worker(outbox, OUTBOX_GRACE)  # unsent messages are given back to the outbox

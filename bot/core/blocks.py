@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.core.models import Cause, Diagnosis, Finding, Severity
+from bot.core.redact import redact_or_withhold
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,10 @@ def cause_blocks(cause: Cause) -> list[Block]:
     """The cause card: title with confidence, summary, quoted evidence, next steps."""
     blocks: list[Block] = [
         Header(f"Suspected cause: {cause.title}"),
-        Section(f"{cause.summary}\nConfidence {cause.confidence:.0%} ({cause.id})"),
+        Section(f"{redact_or_withhold(cause.summary)}\nConfidence {cause.confidence:.0%} ({cause.id})"),
     ]
     if cause.evidence:
-        blocks.append(Code(cause.evidence))
+        blocks.append(Code(tuple(redact_or_withhold(line) for line in cause.evidence)))
     if cause.next_steps:
         blocks.append(Section("Next steps:\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(cause.next_steps, 1))))
     return blocks
@@ -77,7 +78,7 @@ def cause_blocks(cause: Cause) -> list[Block]:
 def finding_blocks(findings: tuple[Finding, ...] | list[Finding]) -> list[Block]:
     """A compact list of findings, worst first."""
     ordered = sorted(findings, key=lambda f: -f.severity.rank)
-    lines = [f"{_MARK[f.severity]} {f.host + ': ' if f.host else ''}{f.summary}" for f in ordered]
+    lines = [f"{_MARK[f.severity]} {f.host + ': ' if f.host else ''}{redact_or_withhold(f.summary)}" for f in ordered]
     return [Section("\n".join(lines))] if lines else []
 
 
@@ -100,7 +101,7 @@ def diagnosis_blocks(diagnosis: Diagnosis, *, with_findings: bool = True) -> lis
         blocks.append(Divider())
         blocks.extend(finding_blocks(diagnosis.findings))
     for note in diagnosis.notes:
-        blocks.append(Context(note))
+        blocks.append(Context(redact_or_withhold(note)))
     return blocks
 
 
@@ -120,3 +121,25 @@ def plain_text(blocks: list[Block]) -> str:
             case Actions(buttons=buttons):
                 out.append(" ".join(f"[{b.label}]" for b in buttons))
     return "\n".join(out)
+
+
+def redacted(blocks: list[Block]) -> list[Block]:
+    """``blocks`` with every text passed through :func:`~bot.core.redact.redact_or_withhold` (headers,
+    sections, field values, code lines, context); buttons and dividers as they are. A text that cannot
+    be redacted is withheld, never sent raw. Chat senders may apply it to whatever they post."""
+    out: list[Block] = []
+    for block in blocks:
+        match block:
+            case Header(text=text):
+                out.append(Header(redact_or_withhold(text)))
+            case Section(text=text):
+                out.append(Section(redact_or_withhold(text)))
+            case Context(text=text):
+                out.append(Context(redact_or_withhold(text)))
+            case Fields(pairs=pairs):
+                out.append(Fields(tuple((k, redact_or_withhold(v)) for k, v in pairs)))
+            case Code(lines=lines):
+                out.append(Code(tuple(redact_or_withhold(line) for line in lines)))
+            case _:
+                out.append(block)
+    return out

@@ -10,7 +10,9 @@ whose payload names what it carries:
 - ``{"findings": [...], "probe": true}``: the confirmation probe from the bot;
 - ``{"findings": [...], "host": ..., "rerun": true}``: what changed on a host since the previous run
   (``gone`` lists the kinds no longer seen);
-- ``{"text": "..."}``: a line (acknowledged by…, escalated to…, resolved after…).
+- ``{"text": "..."}``: a line (acknowledged by…, escalated to…, resolved after…);
+- ``{"page": {...}, "mentions": [...]}``: a page (``services/paging``): who is paged at which level, the
+  likely cause so far with its evidence, and what happens next (direct messages carry the same page).
 
 Evidence is shown verbatim but capped (lines, characters) and redacted once more; the full output stays
 in the store (``incident-bot incidents show ID``).
@@ -28,7 +30,8 @@ from pydantic import ValidationError
 from bot.core.blocks import Actions, Block, Button, Code, Context, Fields, Header, Section, diagnosis_blocks
 from bot.core.incidents import Incident, IncidentState, OutboxMessage
 from bot.core.models import Diagnosis, Finding, Severity
-from bot.core.redact import redact
+from bot.core.oncall import format_duration
+from bot.core.redact import redact_or_withhold
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,8 @@ def status_card(incident: Incident, diagnosis: Diagnosis | None) -> list[Block]:
     ]
     if incident.url:
         pairs.append(("URL", incident.url))
+    if incident.oncall:
+        pairs.append(("On call", incident.oncall))
     if incident.acknowledged_at is not None:
         by = f" by {incident.acknowledged_by}" if incident.acknowledged_by else ""
         pairs.append(("Acknowledged", f"{when(incident.acknowledged_at)}{by}"))
@@ -109,7 +114,7 @@ def status_card(incident: Incident, diagnosis: Diagnosis | None) -> list[Block]:
 
 
 def _clip(line: str) -> str:
-    line = redact(line)
+    line = redact_or_withhold(line)
     return line if len(line) <= MAX_LINE_CHARS else line[: MAX_LINE_CHARS - 1] + "…"
 
 
@@ -167,6 +172,8 @@ def read_diagnosis(body: object) -> Diagnosis | None:
 
 
 def _post(payload: dict[str, Any], incident: Incident, diagnosis: Diagnosis | None) -> list[Block]:
+    if isinstance(payload.get("page"), dict):
+        return page_blocks(payload["page"])
     posted = read_diagnosis(payload.get("diagnosis"))
     if posted is not None:
         return diagnosis_blocks(posted, with_findings=False)  # the thread showed them host by host
@@ -187,6 +194,82 @@ def _post(payload: dict[str, Any], incident: Incident, diagnosis: Diagnosis | No
     if diagnosis is not None:
         return diagnosis_blocks(diagnosis)
     return [Context(f"(incident #{incident.id}: nothing to show)")]
+
+
+# -- pages (issue #7) -------------------------------------------------------------------------------
+
+_WHY = {
+    "blip": "still open after the probe had found the site answering",
+    "fallback": "the confirmation probe did not report in time",
+    "reopened": "it fires again after resolving",
+    "promoted": "the storm's paged incident resolved while this one is still open",
+}
+
+
+def cause_line(found: dict[str, Any]) -> str:
+    """One line on the likely cause so far (``found`` as ``services/paging`` keeps it)."""
+    cause = found.get("cause")
+    source = found.get("source")
+    if isinstance(cause, dict):
+        origin = " from the confirmation probe" if source == "probe" else ""
+        confidence = float(cause.get("confidence") or 0)
+        return f"Likely cause so far: {cause.get('title')} ({cause.get('id')}, {confidence:.0%}{origin})"
+    if source == "diagnosis":
+        return "The diagnosis found no evidence of a cause"
+    if source == "probe":
+        return "Cause not known yet: the diagnosis is still running (the probe names none)"
+    return "Cause not known yet: the diagnosis has not reported"
+
+
+def page_blocks(page: dict[str, Any]) -> list[Block]:
+    """A page, in the thread and in direct messages: who is paged at which level and why, the likely
+    cause so far with its evidence, and what happens without an acknowledgement."""
+    people = ", ".join(str(p) for p in page.get("people") or []) or "nobody"
+    level = f"level {page.get('level')} of {page.get('levels')}"
+    reason = page.get("reason")
+    if reason == "timeout":
+        header = f"⏫ Escalated to {people} ({level})"
+    elif reason == "manual":
+        header = f"⏫ Escalated by {page.get('by') or 'hand'} to {people} ({level})"
+    else:
+        header = f"📟 Paging {people}"
+    status = page.get("status")
+    facts = [
+        f"#{page.get('incident')} {page.get('service') or 'unrouted'}",
+        f"HTTP {status}" if status else "HTTP error",
+        f"{level}: {page.get('level_label')}",
+    ]
+    via = [str(v) for v in page.get("via") or []]
+    if via:
+        facts.append("via " + ", ".join(via))
+    lines = [" · ".join(facts)]
+    if reason in _WHY:
+        lines.append(f"Paged because {_WHY[str(reason)]}.")
+    count = int(page.get("count") or 1)
+    if count > 1:
+        lines.append(f"🌩 {count} incidents on {page.get('service')} in this storm: one page for all.")
+    found = page["found"] if isinstance(page.get("found"), dict) else {}
+    blocks: list[Block] = [Header(header), Section("\n".join(lines)), Section(cause_line(found))]
+    evidence = [_clip(str(line)) for line in found.get("evidence") or []]
+    if evidence:
+        blocks.append(Code(tuple(evidence)))
+    notes = []
+    skipped = [str(s) for s in page.get("skipped") or []]
+    if skipped:
+        notes.append(f"Skipped, nobody on call: {', '.join(skipped)}.")
+    following = page.get("next")
+    if isinstance(following, dict):
+        wait = format_duration(timedelta(seconds=float(following.get("after") or 0)))
+        notes.append(
+            f"Acknowledge to stop the escalation: in {wait} level {following.get('level')} "
+            f"({following.get('label')}) is paged."
+        )
+    else:
+        notes.append("Last level of the escalation policy.")
+    if page.get("thread"):
+        notes.append(f"Thread: {page['thread']}")
+    blocks.append(Context(" ".join(notes)))
+    return blocks
 
 
 def render_message(message: OutboxMessage, incident: Incident, diagnosis: Diagnosis | None) -> list[Block]:

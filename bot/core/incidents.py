@@ -42,6 +42,8 @@ class Incident(BaseModel):
     acknowledged_by: str | None = None
     resolved_at: datetime | None = None
     alert_count: int = 0
+    #: Who was paged last (names, for the status card); None until someone is paged.
+    oncall: str | None = None
 
     @property
     def open(self) -> bool:
@@ -62,6 +64,9 @@ EventKind = Literal[
     "escalated",
     "refused",
     "note",
+    "paged",
+    "page_deferred",
+    "page_failed",
 ]
 
 
@@ -134,6 +139,49 @@ class ChatThread(BaseModel):
     channel: str
     root: str
     topic: str | None = None
+    created_at: datetime
+
+
+PagingState = Literal["waiting", "paged", "acknowledged", "resolved", "folded", "unpaged"]
+
+
+class Paging(BaseModel):
+    """Where paging an incident stands (one per incident; ``services/paging``).
+
+    ``waiting``: opened, not paged yet (the confirmation probe, or a blip's grace, comes first);
+    ``paged``: ``level`` (0-based, of ``policy``) was paged at ``paged_at`` and escalation timers run;
+    ``acknowledged``/``resolved``: timers stopped; ``folded``: part of a storm, covered by the page of
+    incident ``storm_of``; ``unpaged``: there was nobody to page. ``round`` counts the times the incident
+    was paged from the first level (a reopened incident starts a new round); ``pagerduty`` says PagerDuty
+    was triggered in this round (so an acknowledgement or resolution is sent there too); ``found`` is what
+    the diagnosis had found when it was last paged (what escalations repeat while no diagnosis is stored).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    incident_id: str
+    service: str | None
+    state: PagingState = "waiting"
+    round: int = 1
+    level: int = -1
+    paged_at: datetime | None = None
+    storm_of: str | None = None
+    pagerduty: bool = False
+    found: dict[str, Any] = Field(default_factory=dict)
+    updated_at: datetime
+
+
+class EscalationTimer(BaseModel):
+    """Page ``level`` of the incident's escalation policy at ``due_at`` unless the timer is cancelled first
+    (an acknowledgement or a resolution cancels every pending timer of the incident). Stored, so timers
+    survive restarts; claimed under a lease like jobs, so one fires once whatever the number of replicas."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    incident_id: str
+    level: int
+    due_at: datetime
     created_at: datetime
 
 

@@ -20,7 +20,17 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from bot.core.incidents import ChatThread, Incident, Job, OutboxMessage, StoredAlert, TimelineEvent
+from bot.core.incidents import (
+    ChatThread,
+    EscalationTimer,
+    Incident,
+    Job,
+    OutboxMessage,
+    Paging,
+    StoredAlert,
+    TimelineEvent,
+)
+from bot.core.oncall import Override
 from bot.core.ports import AuditEntry
 
 #: How long a sender may hold claimed outbox messages before they are offered again.
@@ -39,6 +49,14 @@ class ClaimedMessage(OutboxMessage):
     """An outbox message as a sender holds it: which delivery attempt this is."""
 
     attempts: int
+
+
+class ClaimedTimer(EscalationTimer):
+    """An escalation timer as a worker holds it: which attempt this is and until when the lease runs."""
+
+    attempts: int
+    worker: str
+    lease_until: datetime
 
 
 class Transaction(Protocol):
@@ -71,6 +89,36 @@ class Transaction(Protocol):
     async def enqueue_job(self, job: Job) -> None: ...
 
     async def enqueue_message(self, message: OutboxMessage) -> None: ...
+
+    # -- paging (issue #7): call these after lock_group of the incident's key --------------------------
+
+    async def get_paging(self, incident_id: str) -> Paging | None: ...
+
+    async def save_paging(self, paging: Paging) -> None:
+        """Record (or replace) where paging the incident stands."""
+        ...
+
+    async def storm_leader(self, service: str, since: datetime) -> Paging | None:
+        """The service's latest paging that paged someone at or after ``since`` and is still ``paged`` or
+        ``acknowledged`` (not folded into another)."""
+        ...
+
+    async def storm_followers(self, incident_id: str) -> Sequence[Paging]:
+        """The pagings folded into ``incident_id``'s page, in the order they were folded."""
+        ...
+
+    async def schedule_timer(self, timer: EscalationTimer) -> None:
+        """Add a pending escalation timer (a timer with an id already stored is left as it is)."""
+        ...
+
+    async def cancel_timers(self, incident_id: str, now: datetime) -> int:
+        """Cancel the incident's pending and claimed timers; how many were."""
+        ...
+
+    async def fire_timer(self, timer_id: str, worker: str, now: datetime) -> bool:
+        """Mark a timer ``worker`` holds as fired; False (nothing changes) when it is not claimed by
+        ``worker`` any more (cancelled, or its lease ran out and another worker took it)."""
+        ...
 
 
 class Store(Protocol):
@@ -131,6 +179,25 @@ class Store(Protocol):
 
     async def find_thread(self, target: str, channel: str, root: str) -> ChatThread | None:
         """The thread whose root message is ``root`` in ``channel`` of ``target`` (a click on a card)."""
+        ...
+
+    # -- escalation timers and on-call overrides (issue #7) -------------------------------------------
+
+    async def claim_timer(self, worker: str, lease: timedelta, now: datetime) -> ClaimedTimer | None:
+        """Take the earliest due pending timer, or a claimed one whose lease expired, for ``worker`` until
+        ``now + lease``."""
+        ...
+
+    async def pending_timers(self, incident_id: str | None = None) -> Sequence[EscalationTimer]:
+        """Timers not fired nor cancelled (of one incident, or all), earliest due first."""
+        ...
+
+    async def get_paging(self, incident_id: str) -> Paging | None: ...
+
+    async def add_override(self, override: Override) -> None: ...
+
+    async def overrides(self, now: datetime) -> Sequence[Override]:
+        """On-call overrides that have not ended by ``now``, oldest created first."""
         ...
 
     async def record_audit(self, entry: AuditEntry) -> None: ...

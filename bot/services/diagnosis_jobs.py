@@ -22,7 +22,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from bot.core.cards import read_diagnosis
 from bot.core.incidents import Incident, OutboxMessage, TimelineEvent
@@ -88,6 +88,15 @@ class ThreadReporter:
             await self.announce.say(tx, self.incident, "post", self.clock(), payload)
 
 
+class DiagnosisHooks(Protocol):
+    """What else hears about a diagnosis (paging: ``bot.services.paging.Pager``): ``reporter`` wraps
+    the thread's reporter (to hear the probe), ``diagnosed`` is told the result (None: it failed)."""
+
+    def reporter(self, incident: Incident, inner: Reporter) -> Reporter: ...
+
+    async def diagnosed(self, incident_id: str, diagnosis: Diagnosis | None) -> None: ...
+
+
 class IncidentGone(LookupError):
     """The job's incident is not in the store."""
 
@@ -107,11 +116,13 @@ class DiagnosisWorker:
         lease: timedelta,
         *,
         announce: Announcer | None = None,
+        hooks: DiagnosisHooks | None = None,
     ) -> None:
         if lease <= timedelta(0):
             raise ValueError("lease must be positive")
         self.store = store
         self.announce = announce or Announcer()
+        self.hooks = hooks
         self.diagnose_incident = diagnose_incident
         self.clock = clock
         self.worker_id = worker_id
@@ -128,7 +139,9 @@ class DiagnosisWorker:
             if incident is None:
                 raise IncidentGone(job.incident_id)
             previous = read_diagnosis(await self.store.get_diagnosis(incident.id))
-            reporter = ThreadReporter(self.store, self.announce, incident, self.clock, previous)
+            reporter: Reporter = ThreadReporter(self.store, self.announce, incident, self.clock, previous)
+            if self.hooks is not None:
+                reporter = self.hooks.reporter(incident, reporter)
             diagnosis = await self.diagnose_incident(incident, reporter)
         except asyncio.CancelledError:
             raise  # shutting down: the job stays leased and is taken again once the lease runs out
@@ -180,6 +193,8 @@ class DiagnosisWorker:
         await self._event(job, now, "diagnosis_done", text, data, messages=messages)
         if not await self.store.finish_job(job.id, True, self.clock(), worker=self.worker_id):
             log.warning("diagnosis job %s: the lease ran out before it finished; another worker holds it", job.id)
+        if self.hooks is not None:
+            await self.hooks.diagnosed(job.incident_id, diagnosis)
 
     async def _failed(self, job: ClaimedJob, exc: Exception) -> None:
         now = self.clock()
@@ -190,6 +205,8 @@ class DiagnosisWorker:
                 job, now, "diagnosis_failed", text, {"job": job.id, "error": code, "attempt": job.attempts}
             )
         await self.store.finish_job(job.id, False, now, worker=self.worker_id)
+        if self.hooks is not None and not isinstance(exc, IncidentGone):
+            await self.hooks.diagnosed(job.incident_id, None)
 
     async def _event(
         self,

@@ -21,11 +21,12 @@ the incident group key.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 from bot.core.incidents import (
     AlertResult,
@@ -40,6 +41,8 @@ from bot.core.incidents import (
 from bot.core.models import Alert
 from bot.core.store import Store, Transaction
 from bot.services.announce import Announcer
+
+log = logging.getLogger(__name__)
 
 
 def _new_id() -> str:
@@ -61,6 +64,19 @@ class ActionResult:
         return self.outcome in ("acknowledged", "resolved")
 
 
+class IncidentHooks(Protocol):
+    """What else happens, inside the same transaction, when an incident opens, reopens, is acknowledged
+    or resolves (paging: ``bot.services.paging.Pager``)."""
+
+    async def opened(self, tx: Transaction, incident: Incident, now: datetime) -> None: ...
+
+    async def reopened(self, tx: Transaction, incident: Incident, now: datetime) -> None: ...
+
+    async def acknowledged(self, tx: Transaction, incident: Incident, actor: str, now: datetime) -> None: ...
+
+    async def resolved(self, tx: Transaction, incident: Incident, now: datetime) -> None: ...
+
+
 class IncidentService:
     def __init__(
         self,
@@ -71,28 +87,66 @@ class IncidentService:
         clock: Callable[[], datetime],
         flap_window: timedelta = timedelta(minutes=5),
         announce: Announcer | None = None,
+        hooks: IncidentHooks | None = None,
     ) -> None:
         self.store = store
         self.announce = announce or Announcer()
+        self.hooks = hooks
         self.route = route
         self.group = group
         self.clock = clock
         self.flap_window = flap_window
 
     async def ingest(self, alerts: Sequence[Alert]) -> IngestReport:
-        """Record every alert; each in its own transaction, so one bad group never blocks the others."""
-        report = IngestReport()
-        for alert in alerts:
+        """Record every alert: one transaction per incident group of the delivery, which takes the group's
+        lock once and applies the group's alerts in the order given; results come back in that order.
+
+        Groups are stored one after the other, each transaction holding one group lock only, so they never
+        wait for each other (nor deadlock with another delivery). When a group's transaction fails, its
+        alerts are tried again one transaction each, in order, stopping at the first that fails again: an
+        alert the store refuses costs only itself and the alerts after it in its group (as when every alert
+        had its own transaction), and a transient failure, such as a connection the database dropped, is
+        retried once. The other groups are stored all the same. If an alert is left unstored, the first
+        error is raised once every group has been tried: the caller answers 503 and the sender's retry finds
+        the stored alerts as duplicates."""
+        by_group: dict[str, list[tuple[int, Alert, str | None]]] = {}
+        for index, alert in enumerate(alerts):
             service = self.route(alert)
-            key = self.group(alert, service)
-            async with self.store.transaction() as tx:
-                await tx.lock_group(key)
+            by_group.setdefault(self.group(alert, service), []).append((index, alert, service))
+        results: dict[int, AlertResult] = {}
+        failure: Exception | None = None
+        for key, members in by_group.items():
+            try:
+                results.update(await self._store_group(key, members))
+                continue
+            except Exception:
+                log.warning("storing %d alert(s) of group %s failed; trying them one by one", len(members), key,
+                            exc_info=True)  # fmt: skip
+            for member in members:
+                try:
+                    results.update(await self._store_group(key, [member]))
+                except Exception as exc:
+                    failure = failure or exc
+                    break
+        if failure is not None:
+            raise failure
+        return IngestReport(results=[results[index] for index in range(len(alerts))])
+
+    async def _store_group(
+        self, key: str, members: Sequence[tuple[int, Alert, str | None]]
+    ) -> list[tuple[int, AlertResult]]:
+        """Apply ``members`` (index, alert, service), alerts of group ``key``, in one transaction that holds
+        the group's lock; their results by index once it has committed."""
+        done: list[tuple[int, AlertResult]] = []
+        async with self.store.transaction() as tx:
+            await tx.lock_group(key)
+            for index, alert, service in members:
                 if alert.state == "resolved":
                     result = await self._resolved(tx, alert)
                 else:
                     result = await self._firing(tx, alert, service, key)
-            report.results.append(result)
-        return report
+                done.append((index, result))
+        return done
 
     async def _firing(self, tx: Transaction, alert: Alert, service: str | None, key: str) -> AlertResult:
         now = self.clock()
@@ -128,6 +182,8 @@ class IncidentService:
                 await self.announce.say(
                     tx, incident, "post", now, {"text": f"Reopened: {self._name(alert)} fires again"}
                 )
+                if self.hooks is not None:
+                    await self.hooks.reopened(tx, incident, now)
             else:
                 outcome = "opened"
                 number = await tx.next_incident_number()
@@ -148,6 +204,8 @@ class IncidentService:
                     await tx.enqueue_job(Job(id=_new_id(), incident_id=incident.id, created_at=now))
                     await tx.add_event(self._event(incident.id, now, "diagnosis_queued", "diagnosis queued"))
                 await self.announce.say(tx, incident, "opened", now)
+                if self.hooks is not None:
+                    await self.hooks.opened(tx, incident, now)
         await tx.save_incident(incident)
         first_seen = stored.first_seen if stored is not None else now
         await tx.save_alert(
@@ -183,6 +241,8 @@ class IncidentService:
         await tx.add_event(self._event(incident_id, now, "resolved", f"resolved: every alert cleared after {lasted}"))
         await self.announce.say(tx, incident, "resolved", now)
         await self.announce.say(tx, incident, "post", now, {"text": f"✅ Resolved: every alert cleared after {lasted}"})
+        if self.hooks is not None:
+            await self.hooks.resolved(tx, incident, now)
         return AlertResult(alert.fingerprint, "resolved_incident", incident_id)
 
     async def acknowledge(self, incident_id: str, actor: str) -> ActionResult:
@@ -199,6 +259,8 @@ class IncidentService:
             await tx.add_event(self._event(incident_id, now, "acknowledged", f"acknowledged by {actor}", actor))
             await self.announce.say(tx, incident, "updated", now)
             await self.announce.say(tx, incident, "post", now, {"text": f"Acknowledged by {actor}"})
+            if self.hooks is not None:
+                await self.hooks.acknowledged(tx, incident, actor, now)
             return ActionResult("acknowledged", incident)
 
         return await self._act(incident_id, ack)
@@ -214,6 +276,8 @@ class IncidentService:
             await tx.add_event(self._event(incident_id, now, "resolved", f"resolved by {actor} after {lasted}", actor))
             await self.announce.say(tx, incident, "resolved", now)
             await self.announce.say(tx, incident, "post", now, {"text": f"✅ Resolved by {actor} after {lasted}"})
+            if self.hooks is not None:
+                await self.hooks.resolved(tx, incident, now)
             return ActionResult("resolved", incident)
 
         return await self._act(incident_id, close)

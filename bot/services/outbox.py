@@ -5,7 +5,8 @@ Messages are written to the outbox in the same transaction as the change they re
 claims the due ones under a lease (:meth:`Store.claim_messages`), renders each to chat-neutral blocks
 (``render``, normally :func:`bot.core.cards.render_message`: the status card for
 ``opened``/``updated``/``resolved`` with the top cause once a diagnosis exists, the thread posts) and
-hands them to the sender of the message's target. Rules (DESIGN §8, serve issue item 8):
+hands them, redacted (a text that cannot be redacted is withheld), to the sender of the message's
+target. Rules (DESIGN §8, serve issue item 8):
 
 - **order**: an incident's messages to one target go out in the order queued; when one fails, the
   later messages of that incident and target are given back to the store and wait behind it (the
@@ -17,7 +18,8 @@ hands them to the sender of the message's target. Rules (DESIGN §8, serve issue
 - **5xx / network**: :class:`~bot.errors.TransientChatError` (or an unexpected exception) retries the
   message after an exponential backoff (``backoff`` × 2ⁿ, capped at ``backoff_cap``);
 - **permanent**: any other :class:`~bot.errors.ChatError` is logged with its code and the message
-  dropped (marked delivered), so one bad message cannot block its incident forever;
+  dropped (marked delivered), so one bad message cannot block its incident forever; ``on_rejected``
+  (when given) is told, e.g. to write a refused page on the incident's timeline;
 - **coalescing**: an ``updated`` message followed in the batch by another ``updated`` or a
   ``resolved`` of the same incident is not sent: the card is rendered from the incident as it is now,
   so the last one shows the latest state;
@@ -40,7 +42,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bot.core.blocks import Block
+from bot.core.blocks import Block, redacted
 from bot.core.cards import read_diagnosis
 from bot.core.chat import ChatSender
 from bot.core.incidents import Incident, OutboxMessage
@@ -56,6 +58,8 @@ Sleep = Callable[[float], Awaitable[None]]
 Render = Callable[[OutboxMessage, Incident, Diagnosis | None], list[Block]]
 #: ``target_of(message, incident)``: the name of the sender (key of ``senders``) the message goes to.
 TargetOf = Callable[[OutboxMessage, Incident], str]
+#: ``on_rejected(message, incident, error)``: told when a sender refused a message for good.
+OnRejected = Callable[[OutboxMessage, Incident, ChatError], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ class OutboxWorker:
         lease: timedelta = MESSAGE_LEASE,
         backoff: float = 1.0,
         backoff_cap: float = 60.0,
+        on_rejected: OnRejected | None = None,
     ) -> None:
         if not senders:
             raise ValueError("the outbox needs at least one sender")
@@ -146,6 +151,7 @@ class OutboxWorker:
         self.lease = lease
         self.backoff = backoff
         self.backoff_cap = backoff_cap
+        self.on_rejected = on_rejected
         self._default = next(iter(self.senders))
         self._gates: dict[str, _Gate] = {}
         self._failures: dict[str, int] = defaultdict(int)
@@ -285,7 +291,7 @@ class OutboxWorker:
             diagnosis = None
             if message.kind != "post" or not message.payload:
                 diagnosis = read_diagnosis(await self.store.get_diagnosis(message.incident_id))
-            await sender.send(message, self.render(message, incident, diagnosis), incident)
+            await sender.send(message, redacted(self.render(message, incident, diagnosis)), incident)
         except asyncio.CancelledError:
             raise  # shutting down: the message stays leased and is offered again once the lease runs out
         except RateLimited as exc:
@@ -300,6 +306,7 @@ class OutboxWorker:
                 log.error("outbox message %s to %s rejected for good (%s); dropped", message.id, target, exc.code)
                 self._failures.pop(message.id, None)
                 await self.store.mark_delivered(message.id, self.clock())
+                await self._rejected(message, incident, exc)
                 return
             await self._retry_later(message, target, stopped, exc.code)
         except Exception as exc:  # a sender or renderer bug: retry like a transient failure, loudly
@@ -308,6 +315,14 @@ class OutboxWorker:
         else:
             self._failures.pop(message.id, None)
             await self.store.mark_delivered(message.id, self.clock())
+
+    async def _rejected(self, message: ClaimedMessage, incident: Incident, error: ChatError) -> None:
+        if self.on_rejected is None:
+            return
+        try:
+            await self.on_rejected(message, incident, error)
+        except Exception:  # the message is dropped either way; only the record of it is lost
+            log.exception("outbox message %s: recording its rejection failed", message.id)
 
     async def _retry_later(
         self, message: ClaimedMessage, target: str, stopped: dict[tuple[str, str], datetime], code: str

@@ -20,10 +20,20 @@ from pydantic import BaseModel
 
 from bot.core.blocks import Block, plain_text
 from bot.core.commands import Command, CommandResult, Target
-from bot.core.incidents import ChatThread, Incident, Job, OutboxMessage, StoredAlert, TimelineEvent
+from bot.core.incidents import (
+    ChatThread,
+    EscalationTimer,
+    Incident,
+    Job,
+    OutboxMessage,
+    Paging,
+    StoredAlert,
+    TimelineEvent,
+)
 from bot.core.models import Diagnosis, Finding
+from bot.core.oncall import Override
 from bot.core.ports import AuditEntry
-from bot.core.store import MESSAGE_LEASE, ClaimedJob, ClaimedMessage
+from bot.core.store import MESSAGE_LEASE, ClaimedJob, ClaimedMessage, ClaimedTimer
 from bot.diagnosis.engine import diagnose
 from bot.errors import ChatError, RateLimited, RemoteError, TransientChatError
 from bot.evidence.reader import Reader
@@ -175,6 +185,15 @@ class _MessageState:
     delivered_at: datetime | None = None
 
 
+@dataclass
+class _TimerState:
+    state: Literal["pending", "claimed", "fired", "cancelled"] = "pending"
+    attempts: int = 0
+    worker: str | None = None
+    lease_until: datetime | None = None
+    finished_at: datetime | None = None
+
+
 class MemoryStore:
     """A Store kept in memory: one lock serialises transactions; a failed transaction changes nothing.
 
@@ -195,6 +214,12 @@ class MemoryStore:
         self.diagnoses: list[tuple[str, datetime, dict[str, Any]]] = []
         #: (incident id, target) → where that incident's thread is on that target.
         self.threads: dict[tuple[str, str], ChatThread] = {}
+        #: Paging (issue #7): each incident's paging, every timer ever scheduled (in order) and its state,
+        #: and the on-call overrides in the order added.
+        self.pagings: dict[str, Paging] = {}
+        self.timers: list[EscalationTimer] = []
+        self.timer_states: dict[str, _TimerState] = {}
+        self.oncall_overrides: list[Override] = []
         self.counter = 0
         self._lock = asyncio.Lock()
 
@@ -306,6 +331,41 @@ class MemoryStore:
     async def audit_log(self, *, limit: int = 100) -> list[AuditEntry]:
         return list(reversed(self.audit))[:limit]
 
+    # -- escalation timers and on-call overrides (issue #7) ----------------------------------------
+
+    async def claim_timer(self, worker: str, lease: timedelta, now: datetime) -> ClaimedTimer | None:
+        async with self._lock:
+            free = [
+                (timer.due_at, n, timer)
+                for n, timer in enumerate(self.timers)
+                if ((st := self.timer_states[timer.id]).state == "pending" and timer.due_at <= now)
+                or (st.state == "claimed" and st.lease_until is not None and st.lease_until <= now)
+            ]
+            if not free:
+                return None
+            timer = min(free, key=lambda c: (c[0], c[1]))[2]
+            st = self.timer_states[timer.id]
+            st.state, st.attempts, st.worker, st.lease_until = "claimed", st.attempts + 1, worker, now + lease
+            return ClaimedTimer(**timer.model_dump(), attempts=st.attempts, worker=worker, lease_until=now + lease)
+
+    async def pending_timers(self, incident_id: str | None = None) -> list[EscalationTimer]:
+        found = [
+            (t.due_at, n, t)
+            for n, t in enumerate(self.timers)
+            if self.timer_states[t.id].state in ("pending", "claimed") and incident_id in (None, t.incident_id)
+        ]
+        return [t for _, _, t in sorted(found, key=lambda c: (c[0], c[1]))]
+
+    async def get_paging(self, incident_id: str) -> Paging | None:
+        return self.pagings.get(incident_id)
+
+    async def add_override(self, override: Override) -> None:
+        async with self._lock:
+            self.oncall_overrides.append(override)
+
+    async def overrides(self, now: datetime) -> list[Override]:
+        return sorted((o for o in self.oncall_overrides if o.ends_at > now), key=lambda o: o.created_at)
+
 
 class _MemoryTransaction:
     """Writes are buffered and applied at commit, so an exception inside the transaction loses them."""
@@ -318,6 +378,10 @@ class _MemoryTransaction:
         self.jobs: list[Job] = []
         self.messages: list[OutboxMessage] = []
         self.counter = store.counter
+        self.pagings: dict[str, Paging] = {}
+        self.timers: list[EscalationTimer] = []
+        self.cancelled: dict[str, datetime] = {}  # incident id → when its stored timers were cancelled
+        self.fired: dict[str, datetime] = {}  # timer id → when this transaction fired it
 
     def commit(self) -> None:
         self.store.incidents.update(self.incidents)
@@ -330,6 +394,18 @@ class _MemoryTransaction:
         for message in self.messages:
             self.store.message_states[message.id] = _MessageState(next_attempt_at=message.created_at)
         self.store.counter = self.counter
+        self.store.pagings.update(self.pagings)
+        for timer_id, at in self.fired.items():
+            st = self.store.timer_states[timer_id]
+            st.state, st.finished_at, st.lease_until = "fired", at, None
+        for timer in self.store.timers:
+            st = self.store.timer_states[timer.id]
+            if timer.incident_id in self.cancelled and st.state in ("pending", "claimed"):
+                st.state, st.finished_at, st.lease_until = "cancelled", self.cancelled[timer.incident_id], None
+        for timer in self.timers:
+            if timer.id not in self.store.timer_states:
+                self.store.timers.append(timer)
+                self.store.timer_states[timer.id] = _TimerState()
 
     async def lock_group(self, key: str) -> None:
         return None  # the store's single lock already serialises every transaction
@@ -372,6 +448,61 @@ class _MemoryTransaction:
 
     async def enqueue_message(self, message: OutboxMessage) -> None:
         self.messages.append(message)
+
+    # -- paging (issue #7) -------------------------------------------------------------------------
+
+    async def get_paging(self, incident_id: str) -> Paging | None:
+        return self.pagings.get(incident_id) or self.store.pagings.get(incident_id)
+
+    async def save_paging(self, paging: Paging) -> None:
+        self.pagings[paging.incident_id] = paging
+
+    async def storm_leader(self, service: str, since: datetime) -> Paging | None:
+        merged = {**self.store.pagings, **self.pagings}
+        found = [
+            p
+            for p in merged.values()
+            if p.service == service
+            and p.paged_at is not None
+            and p.paged_at >= since
+            and p.state in ("paged", "acknowledged")
+            and p.storm_of is None
+        ]
+        by_id = sorted(found, key=lambda p: p.incident_id)  # ties: the smallest id, as the SQL store orders
+        return max(by_id, key=lambda p: p.paged_at or since) if by_id else None
+
+    async def storm_followers(self, incident_id: str) -> list[Paging]:
+        merged = {**self.store.pagings, **self.pagings}
+        found = [p for p in merged.values() if p.storm_of == incident_id and p.state == "folded"]
+        return sorted(found, key=lambda p: (p.updated_at, p.incident_id))
+
+    async def schedule_timer(self, timer: EscalationTimer) -> None:
+        if timer.id not in self.store.timer_states and all(t.id != timer.id for t in self.timers):
+            self.timers.append(timer)
+
+    async def cancel_timers(self, incident_id: str, now: datetime) -> int:
+        stored = [
+            t
+            for t in self.store.timers
+            if t.incident_id == incident_id
+            and self.store.timer_states[t.id].state in ("pending", "claimed")
+            and t.id not in self.fired
+            and incident_id not in self.cancelled
+        ]
+        mine = [t for t in self.timers if t.incident_id == incident_id]
+        self.timers = [t for t in self.timers if t.incident_id != incident_id]
+        self.cancelled.setdefault(incident_id, now)
+        return len(stored) + len(mine)
+
+    async def fire_timer(self, timer_id: str, worker: str, now: datetime) -> bool:
+        st = self.store.timer_states.get(timer_id)
+        timer = next((t for t in self.store.timers if t.id == timer_id), None)
+        if st is None or timer is None or st.state != "claimed" or st.worker != worker or timer_id in self.fired:
+            return False
+        if timer.incident_id in self.cancelled:
+            return False
+        self.fired[timer_id] = now
+        return True
 
 
 class RecordingReporter:

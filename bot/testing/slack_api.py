@@ -56,6 +56,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bot.testing.http_fake import FakeHttpServer
+from bot.testing.secrets import register
 
 #: Where ``apps.connections.open`` points Socket Mode clients (``ws://127.0.0.1:PORT/link/?ticket=...``).
 SOCKET_MODE_PATH = "/link/"
@@ -313,7 +314,7 @@ class FakeSlack:
         max_blocks_chars: int = MAX_BLOCKS_CHARS,
         extra_routes: Sequence[BaseRoute] = (),
     ) -> None:
-        self.token, self.app_token = token, app_token
+        self.token, self.app_token = register(token, "FakeSlack bot token"), register(app_token, "FakeSlack app token")
         self.channels = dict(channels or {"C0INCIDENTS": "incidents"})
         self.not_member, self.archived = set(not_member), set(archived)
         self.users = {bot_user_id: "incident-bot", **dict(users or {})}

@@ -27,6 +27,10 @@ NEAR_MISSES = [
     "Main PID: 1234 (code=killed, signal=KILL)",
     "keyboard interrupt at 12:00:01",
     "tokens per second: 42",
+    "401: Bearer token missing or expired; Basic authentication is disabled",
+    "headers: {'Authorization': '(redacted)', 'Accept': 'application/json'}",
+    "webhook_configs: [{url: http://bot:8080/alerts/alertmanager, http_config: {authorization: <secret>}}]",
+    "password_reset=1 tokenizer=ws key_count=3 monkey=2 dedup_key=incident-42 public_key=ssh-ed25519",
 ]
 
 
@@ -38,3 +42,23 @@ def test_ordinary_log_text_is_left_alone(line: str) -> None:
 def test_private_key_block_is_masked() -> None:
     text = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----"
     assert "b3BlbnNzaC1rZXk" not in redact(text)
+
+
+def test_a_secret_word_that_opens_a_yaml_mapping_is_not_a_value() -> None:
+    text = "database:\n  password:\n    from_file: /run/secrets/db\nauthorization:\n  type: Bearer"
+    assert redact(text) == text
+
+
+def test_a_quoted_value_keeps_its_quotes_and_an_unclosed_one_is_masked_to_the_end_of_the_line() -> None:
+    assert redact('{"password": "correct horse battery staple", "user": "bob"}') == '{"password": "***", "user": "bob"}'
+    assert redact('"password": "correct horse battery\nnext') == '"password": "***\nnext'
+
+
+def test_configured_secret_shapes_in_urls_and_headers_keep_the_rest_of_the_line() -> None:
+    assert redact("GET https://api.telegram.org/bot123456789:AAFakeTelegramTokenForIncidentBotTests/getMe") == (
+        "GET https://api.telegram.org/bot***/getMe"
+    )
+    assert (
+        redact("curl -H 'Authorization: Bearer abc.def.ghi' https://x/")
+        == "curl -H 'Authorization: Bearer ***' https://x/"
+    )

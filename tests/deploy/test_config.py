@@ -11,7 +11,7 @@ from bot.errors import ConfigError
 from bot.serve import check_exposure
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config" / "incident-bot.yaml"
-TOKENS = {"INCIDENT_BOT_WEBHOOK_TOKEN": "w" * 32, "INCIDENT_BOT_API_TOKEN": "a" * 32}
+TOKENS = {"INCIDENT_BOT_WEBHOOK_TOKEN": "deploy-hook-0f3c9a7e5b1d", "INCIDENT_BOT_API_TOKEN": "deploy-api-8e2b6d4f0a9c"}
 
 
 def test_the_deployment_configuration_loads() -> None:

@@ -1,10 +1,17 @@
 """``SqlStore``: the Store port (bot/core/store.py) on SQLAlchemy Core, behaving like MemoryStore.
 
-Serialisation. On PostgreSQL ``lock_group`` inserts the group's row if missing and takes a row lock
-on it (``SELECT … FOR UPDATE``) held until the transaction ends; statements after it see whatever the
-previous holder committed (READ COMMITTED). On SQLite every write transaction starts with
-``BEGIN IMMEDIATE``, which takes the database's write lock up front, so writers (tasks, engines or
-processes) run one at a time.
+Serialisation. On PostgreSQL ``lock_group`` takes a row lock on the group's row (``SELECT … FOR
+UPDATE``; the first time, ``INSERT … ON CONFLICT DO UPDATE`` inserts and locks it in one statement) held
+until the transaction ends; statements after it see whatever the previous holder committed (READ
+COMMITTED). On SQLite every write transaction starts with ``BEGIN IMMEDIATE``, which takes the
+database's write lock up front, so writers (tasks, engines or processes) run one at a time; within
+this process they take turns in arrival order (:class:`bot.adapters.db.writer.Writer`).
+
+Cost. The alert path's statements are built once per dialect (:mod:`bot.adapters.db.statements`), and a
+transaction holds its writes to alerts, incidents, events, jobs and the outbox back until they are
+needed, then sends them as one ``executemany`` per table (:mod:`bot.adapters.db.pending`, which says why
+that changes nothing a reader of the transaction or of the database could see). A method added to
+:class:`SqlTransaction` may run its own statements on ``self.conn``: the held writes go first.
 
 Queues. Jobs are claimed with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL) and leased: a running job whose
 lease expired is claimable again. Outbox claims also take a transaction-scoped advisory lock so two
@@ -15,7 +22,7 @@ senders never see the same head of an incident's queue: the per-incident order r
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,27 +31,39 @@ from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.expression import Executable
 
-from bot.adapters.db.engine import SQLITE_BEGIN
+from bot.adapters.db.direct import DirectStatements, direct_statements
+from bot.adapters.db.pending import PendingWrites, watch
+from bot.adapters.db.statements import Statements, statements
 from bot.adapters.db.tables import (
-    alerts,
     audit,
     chat_threads,
-    counters,
     diagnoses,
+    escalation_timers,
     events,
-    groups,
     incidents,
     jobs,
+    oncall_overrides,
     outbox,
+    pagings,
 )
-from bot.core.incidents import ChatThread, Incident, IncidentState, Job, OutboxMessage, StoredAlert, TimelineEvent
+from bot.adapters.db.writer import Writer
+from bot.core.incidents import (
+    ChatThread,
+    EscalationTimer,
+    Incident,
+    Job,
+    OutboxMessage,
+    Paging,
+    StoredAlert,
+    TimelineEvent,
+)
+from bot.core.oncall import Override
 from bot.core.ports import AuditEntry
-from bot.core.store import MESSAGE_LEASE, ClaimedJob, ClaimedMessage, Store, Transaction
+from bot.core.store import MESSAGE_LEASE, ClaimedJob, ClaimedMessage, ClaimedTimer, Store, Transaction
 
 M = TypeVar("M", bound=BaseModel)
-
-INCIDENT_COUNTER = "incident"
 
 
 def advisory_key(name: str) -> int:
@@ -63,11 +82,29 @@ def _model(model: type[M], row: Any) -> M:
     return model.model_validate(dict(row._mapping))
 
 
+def _prefixed(model: type[M], values: Mapping[str, Any], prefix: str, key: str) -> M | None:
+    """The ``model`` in the columns named ``prefix + field``; None when its ``key`` is NULL."""
+    if values[prefix + key] is None:
+        return None
+    return model.model_validate({name: values[prefix + name] for name in model.model_fields})
+
+
+#: A row as the transaction's reads hand it on: column name → converted value.
+Row = Mapping[Any, Any]
+
+
+def _first(model: type[M], rows: Sequence[Row]) -> M | None:
+    return model.model_validate(rows[0]) if rows else None
+
+
 class _Sql:
     """What the store and its transactions share: the dialect and how to upsert on it."""
 
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, dialect: str, direct: DirectStatements | None = None) -> None:
         self.postgres = dialect == "postgresql"
+        self.statements: Statements = statements(dialect)
+        #: PostgreSQL: the transaction's own statements, compiled for asyncpg (:mod:`bot.adapters.db.direct`).
+        self.direct = direct
 
     def upsert(self, table: Table, values: Mapping[str, Any], key: str | tuple[str, ...]) -> Any:
         """``INSERT … ON CONFLICT (key) DO UPDATE`` setting every other given column."""
@@ -86,84 +123,196 @@ class _Sql:
 
 
 class SqlTransaction:
-    """One database transaction; everything it wrote is rolled back if the block raises."""
+    """One database transaction; everything it wrote is rolled back if the block raises.
+
+    Writes to alerts, incidents, events, jobs and the outbox are held back (:attr:`pending`) and sent
+    together: at commit, before a read of this class that needs them, or before any other statement on
+    ``conn``. A read of one alert or incident that is held answers from the held row; the reads of
+    several rows send the held ones first.
+
+    On PostgreSQL this class's own statements go straight to asyncpg once SQLAlchemy has begun the
+    transaction (:mod:`bot.adapters.db.direct`); statements on ``conn`` go through SQLAlchemy."""
 
     def __init__(self, conn: AsyncConnection, sql: _Sql) -> None:
         self.conn = conn
         self.sql = sql
+        self.statements = sql.statements
+        self.pending = PendingWrites(sql.statements)
+        self._group: str | None = None
+        #: The group's open incident as read along with an alert: (key, incident, ``pending.executed`` then).
+        self._open: tuple[str, Incident | None, int] | None = None
+        self._asyncpg: Any = None
+
+    async def flush(self) -> None:
+        """Send the held writes now (still inside the transaction)."""
+        if not self.pending:
+            return
+        driver = await self._driver()
+        if driver is None or self.sql.direct is None:
+            await self.conn.run_sync(self.pending.send)
+        else:
+            await self.pending.send_direct(driver, self.sql.direct)
+
+    async def _driver(self) -> Any:
+        """The asyncpg connection, while SQLAlchemy's transaction is open on it (else None: SQLite, or no
+        statement has begun the transaction yet)."""
+        if self.sql.direct is None:
+            return None
+        if self._asyncpg is None:
+            self._asyncpg = (await self.conn.get_raw_connection()).driver_connection
+        return self._asyncpg if self._asyncpg.is_in_transaction() else None
+
+    async def _fetch(self, statement: Executable, values: Mapping[str, Any] | None = None) -> Sequence[Row]:
+        """The rows of one of :attr:`statements` (directly on asyncpg when it can)."""
+        driver = await self._driver()
+        if driver is None or self.sql.direct is None:
+            return (await self.conn.execute(statement, values)).mappings().all()
+        direct = self.sql.direct.get(statement)
+        self.pending.executed += 1
+        return direct.rows(await driver.fetch(direct.sql, *direct.args(values or {})))
+
+    async def _run(self, statement: Executable, values: Mapping[str, Any]) -> None:
+        """Run one of :attr:`statements` that returns no rows."""
+        driver = await self._driver()
+        if driver is None or self.sql.direct is None:
+            await self.conn.execute(statement, values)
+            return
+        direct = self.sql.direct.get(statement)
+        self.pending.executed += 1
+        await driver.execute(direct.sql, *direct.args(values))
 
     async def lock_group(self, key: str) -> None:
-        await self.conn.execute(self.sql.insert_missing(groups, {"key": key}, "key"))
-        if self.sql.postgres:  # SQLite: BEGIN IMMEDIATE already holds the only write lock
-            await self.conn.execute(select(groups.c.key).where(groups.c.key == key).with_for_update())
+        s = self.statements
+        self._group = key
+        if s.lock_group is None:  # SQLite: BEGIN IMMEDIATE already holds the only write lock
+            self.pending.groups[key] = None
+            return
+        if not await self._fetch(s.lock_group, {"key": key}):
+            await self._run(s.add_group, {"key": key})  # inserts and locks, or waits for the inserter
 
     async def get_alert(self, fingerprint: str) -> StoredAlert | None:
-        row = (await self.conn.execute(select(alerts).where(alerts.c.fingerprint == fingerprint))).first()
-        return _model(StoredAlert, row) if row is not None else None
+        """The alert; in a transaction that locked a group whose incident it does not hold, the group's open
+        incident is read in the same statement, for an :meth:`open_incident` that comes next."""
+        held = self.pending.alerts.get(fingerprint)
+        if held is not None:
+            return held
+        key = self._group
+        if key is None or any(incident.key == key for incident in self.pending.incidents.values()):
+            return _first(StoredAlert, await self._fetch(self.statements.get_alert, {"fingerprint": fingerprint}))
+        both = self.statements.alert_and_open_incident
+        [row] = await self._fetch(both, {"fingerprint": fingerprint, "key": key})
+        self._open = (key, _prefixed(Incident, row, "i_", "id"), self.pending.executed)
+        return _prefixed(StoredAlert, row, "a_", "fingerprint")
 
     async def save_alert(self, alert: StoredAlert) -> None:
-        await self.conn.execute(self.sql.upsert(alerts, alert.model_dump(), "fingerprint"))
+        self.pending.alerts[alert.fingerprint] = alert
 
     async def firing_alerts(self, incident_id: str) -> list[StoredAlert]:
-        stmt = (
-            select(alerts)
-            .where(alerts.c.incident_id == incident_id, alerts.c.state == "firing")
-            .order_by(alerts.c.first_seen, alerts.c.fingerprint)
-        )
-        return [_model(StoredAlert, row) for row in await self.conn.execute(stmt)]
+        if self.pending.alerts:
+            await self.flush()
+        rows = await self._fetch(self.statements.firing_alerts, {"incident_id": incident_id})
+        return [StoredAlert.model_validate(row) for row in rows]
 
     async def get_incident(self, incident_id: str) -> Incident | None:
-        return await _get_incident(self.conn, incident_id)
+        held = self.pending.incidents.get(incident_id)
+        if held is not None:
+            return held
+        return _first(Incident, await self._fetch(self.statements.get_incident, {"id": incident_id}))
 
     async def open_incident(self, key: str) -> Incident | None:
-        stmt = (
-            select(*_columns(incidents, Incident))
-            .where(incidents.c.key == key, incidents.c.state != IncidentState.RESOLVED.value)
-            .order_by(incidents.c.seq)
-            .limit(1)
-        )
-        row = (await self.conn.execute(stmt)).first()
-        return _model(Incident, row) if row is not None else None
+        held = [incident for incident in self.pending.incidents.values() if incident.key == key]
+        for incident in held:
+            if incident.open:  # the one open incident of the group (a unique index allows no second)
+                return incident
+        read, self._open = self._open, None
+        if read is not None and read[0] == key and read[2] == self.pending.executed and not held:
+            return read[1]  # read with the alert just now, and no statement ran since
+        if held:  # a held resolution of the group's incident: ask the database as it will be
+            await self.flush()
+        return _first(Incident, await self._fetch(self.statements.open_incident, {"key": key}))
 
     async def last_resolved(self, key: str, since: datetime) -> Incident | None:
+        if any(incident.key == key for incident in self.pending.incidents.values()):
+            await self.flush()
+        return _first(Incident, await self._fetch(self.statements.last_resolved, {"key": key, "since": since}))
+
+    async def next_incident_number(self) -> int:
+        [row] = await self._fetch(self.statements.next_number)
+        return int(row["value"])
+
+    async def save_incident(self, incident: Incident) -> None:
+        self.pending.incidents[incident.id] = incident
+
+    async def add_event(self, event: TimelineEvent) -> None:
+        self.pending.events.append(event.model_dump())
+
+    async def enqueue_job(self, job: Job) -> None:
+        self.pending.jobs.append({**job.model_dump(), "state": "queued", "attempts": 0})
+
+    async def enqueue_message(self, message: OutboxMessage) -> None:
+        self.pending.messages.append({**message.model_dump(), "attempts": 0, "next_attempt_at": message.created_at})
+
+    # -- paging (issue #7) -------------------------------------------------------------------------
+
+    async def get_paging(self, incident_id: str) -> Paging | None:
+        return await _get_paging(self.conn, incident_id)
+
+    async def save_paging(self, paging: Paging) -> None:
+        await self.conn.execute(self.sql.upsert(pagings, paging.model_dump(), "incident_id"))
+
+    async def storm_leader(self, service: str, since: datetime) -> Paging | None:
         stmt = (
-            select(*_columns(incidents, Incident))
+            select(*_columns(pagings, Paging))
             .where(
-                incidents.c.key == key,
-                incidents.c.state == IncidentState.RESOLVED.value,
-                incidents.c.resolved_at >= since,
+                pagings.c.service == service,
+                pagings.c.paged_at >= since,
+                pagings.c.state.in_(("paged", "acknowledged")),
+                pagings.c.storm_of.is_(None),
             )
-            .order_by(incidents.c.resolved_at.desc(), incidents.c.seq)
+            .order_by(pagings.c.paged_at.desc(), pagings.c.incident_id)
             .limit(1)
         )
         row = (await self.conn.execute(stmt)).first()
-        return _model(Incident, row) if row is not None else None
+        return _model(Paging, row) if row is not None else None
 
-    async def next_incident_number(self) -> int:
-        values = {"name": INCIDENT_COUNTER, "value": 1}
-        if self.sql.postgres:
-            stmt: Any = postgresql.insert(counters).values(**values)
-        else:
-            stmt = sqlite.insert(counters).values(**values)
-        stmt = stmt.on_conflict_do_update(index_elements=["name"], set_={"value": counters.c.value + 1})
-        number = (await self.conn.execute(stmt.returning(counters.c.value))).scalar_one()
-        return int(number)
-
-    async def save_incident(self, incident: Incident) -> None:
-        values = incident.model_dump()
-        values["state"] = incident.state.value
-        await self.conn.execute(self.sql.upsert(incidents, values, "id"))
-
-    async def add_event(self, event: TimelineEvent) -> None:
-        await self.conn.execute(events.insert().values(**event.model_dump()))
-
-    async def enqueue_job(self, job: Job) -> None:
-        await self.conn.execute(jobs.insert().values(**job.model_dump(), state="queued", attempts=0))
-
-    async def enqueue_message(self, message: OutboxMessage) -> None:
-        await self.conn.execute(
-            outbox.insert().values(**message.model_dump(), attempts=0, next_attempt_at=message.created_at)
+    async def storm_followers(self, incident_id: str) -> list[Paging]:
+        stmt = (
+            select(*_columns(pagings, Paging))
+            .where(pagings.c.storm_of == incident_id, pagings.c.state == "folded")
+            .order_by(pagings.c.updated_at, pagings.c.incident_id)
         )
+        return [_model(Paging, row) for row in await self.conn.execute(stmt)]
+
+    async def schedule_timer(self, timer: EscalationTimer) -> None:
+        values = {**timer.model_dump(), "state": "pending", "attempts": 0}
+        await self.conn.execute(self.sql.insert_missing(escalation_timers, values, "id"))
+
+    async def cancel_timers(self, incident_id: str, now: datetime) -> int:
+        timers = escalation_timers
+        stmt = (
+            update(timers)
+            .where(timers.c.incident_id == incident_id, timers.c.state.in_(("pending", "claimed")))
+            .values(state="cancelled", finished_at=now, lease_until=None)
+        )
+        return int((await self.conn.execute(stmt)).rowcount)
+
+    async def fire_timer(self, timer_id: str, worker: str, now: datetime) -> bool:
+        stmt = (
+            update(escalation_timers)
+            .where(
+                escalation_timers.c.id == timer_id,
+                escalation_timers.c.state == "claimed",
+                escalation_timers.c.lease_owner == worker,
+            )
+            .values(state="fired", finished_at=now, lease_until=None)
+        )
+        return bool((await self.conn.execute(stmt)).rowcount == 1)
+
+
+async def _get_paging(conn: AsyncConnection, incident_id: str) -> Paging | None:
+    stmt = select(*_columns(pagings, Paging)).where(pagings.c.incident_id == incident_id)
+    row = (await conn.execute(stmt)).first()
+    return _model(Paging, row) if row is not None else None
 
 
 async def _get_incident(conn: AsyncConnection, incident_id: str) -> Incident | None:
@@ -176,15 +325,23 @@ class SqlStore:
     """The store on a database prepared by :func:`bot.adapters.db.migrate.upgrade`. Owns no engine:
     whoever created the engine disposes of it."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, writer_wait: float = 15.0) -> None:
         self.engine = engine
-        self.sql = _Sql(engine.dialect.name)
-        self._writer = engine if self.sql.postgres else engine.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+        postgres = engine.dialect.name == "postgresql"
+        self.sql = _Sql(engine.dialect.name, direct_statements(engine.dialect) if postgres else None)
+        self._writer = Writer(engine, wait=writer_wait)
+        watch(engine)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlTransaction]:
         async with self._writer.begin() as conn:
-            yield SqlTransaction(conn, self.sql)
+            tx = SqlTransaction(conn, self.sql)
+            tx.pending.hold(conn)
+            try:
+                yield tx
+                await tx.flush()
+            finally:
+                tx.pending.release(conn)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -359,6 +516,58 @@ class SqlStore:
         stmt = select(*_columns(audit, AuditEntry)).order_by(audit.c.id.desc()).limit(limit)
         async with self._read() as conn:
             return [_model(AuditEntry, row) for row in await conn.execute(stmt)]
+
+    # -- escalation timers and on-call overrides (issue #7) ----------------------------------------
+
+    async def claim_timer(self, worker: str, lease: timedelta, now: datetime) -> ClaimedTimer | None:
+        timers = escalation_timers
+        due = and_(timers.c.state == "pending", timers.c.due_at <= now)
+        expired = and_(timers.c.state == "claimed", timers.c.lease_until <= now)
+        stmt = (
+            select(timers.c.seq, timers.c.attempts, *_columns(timers, EscalationTimer))
+            .where(or_(due, expired))
+            .order_by(timers.c.due_at, timers.c.seq)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        async with self._writer.begin() as conn:
+            row = (await conn.execute(stmt)).first()
+            if row is None:
+                return None
+            until = now + lease
+            await conn.execute(
+                update(timers)
+                .where(timers.c.seq == row.seq)
+                .values(state="claimed", attempts=row.attempts + 1, lease_owner=worker, lease_until=until)
+            )
+        fields = {name: row._mapping[name] for name in EscalationTimer.model_fields}
+        return ClaimedTimer(**fields, attempts=row.attempts + 1, worker=worker, lease_until=until)
+
+    async def pending_timers(self, incident_id: str | None = None) -> list[EscalationTimer]:
+        timers = escalation_timers
+        stmt = select(*_columns(timers, EscalationTimer)).where(timers.c.state.in_(("pending", "claimed")))
+        if incident_id is not None:
+            stmt = stmt.where(timers.c.incident_id == incident_id)
+        async with self._read() as conn:
+            rows = await conn.execute(stmt.order_by(timers.c.due_at, timers.c.seq))
+            return [_model(EscalationTimer, row) for row in rows]
+
+    async def get_paging(self, incident_id: str) -> Paging | None:
+        async with self._read() as conn:
+            return await _get_paging(conn, incident_id)
+
+    async def add_override(self, override: Override) -> None:
+        async with self._writer.begin() as conn:
+            await conn.execute(oncall_overrides.insert().values(**override.model_dump()))
+
+    async def overrides(self, now: datetime) -> list[Override]:
+        stmt = (
+            select(*_columns(oncall_overrides, Override))
+            .where(oncall_overrides.c.ends_at > now)
+            .order_by(oncall_overrides.c.created_at, oncall_overrides.c.seq)
+        )
+        async with self._read() as conn:
+            return [_model(Override, row) for row in await conn.execute(stmt)]
 
 
 if TYPE_CHECKING:  # mypy checks that the adapter satisfies the port

@@ -92,6 +92,7 @@ incidents = Table(
     Column("acknowledged_by", String(255)),
     Column("resolved_at", UTCDateTime),
     Column("alert_count", Integer, nullable=False),
+    Column("oncall", Text),
     CheckConstraint("state IN ('triggered', 'acknowledged', 'resolved')", name="state"),
     Index("ix_incidents_key", "key"),
     Index("ix_incidents_opened_at", "opened_at"),
@@ -218,4 +219,60 @@ chat_threads = Table(
     Column("topic", String(255)),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_chat_threads_target_channel_root", "target", "channel", "root"),
+)
+
+# -- paging and escalation (issue #7; migration 0004) --------------------------------------------------
+
+#: Where paging each incident stands (``bot.core.incidents.Paging``).
+pagings = Table(
+    "pagings",
+    metadata,
+    Column("incident_id", String(64), _incident_fk(), primary_key=True),
+    Column("service", String(255)),
+    Column("state", String(16), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("paged_at", UTCDateTime),
+    Column("storm_of", String(64)),
+    Column("pagerduty", Boolean, nullable=False),
+    Column("found", Json, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("state IN ('waiting', 'paged', 'acknowledged', 'resolved', 'folded', 'unpaged')", name="state"),
+    Index("ix_pagings_service_paged_at", "service", "paged_at"),
+    Index("ix_pagings_storm_of", "storm_of"),
+)
+
+#: Escalation timers, claimed under a lease like jobs (pending → claimed → fired, or cancelled).
+escalation_timers = Table(
+    "escalation_timers",
+    metadata,
+    Column("seq", Serial, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("incident_id", String(64), _incident_fk(), nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_owner", String(255)),
+    Column("lease_until", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    CheckConstraint("state IN ('pending', 'claimed', 'fired', 'cancelled')", name="state"),
+    Index("ix_escalation_timers_state_due_at", "state", "due_at"),
+    Index("ix_escalation_timers_incident_id", "incident_id"),
+)
+
+#: Temporary on-call overrides (``bot.core.oncall.Override``), shared by every replica.
+oncall_overrides = Table(
+    "oncall_overrides",
+    metadata,
+    Column("seq", Serial, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("schedule", String(255), nullable=False),
+    Column("person", String(255), nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Index("ix_oncall_overrides_ends_at", "ends_at"),
 )
