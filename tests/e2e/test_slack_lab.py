@@ -5,8 +5,8 @@ fake Slack Web API (bot/testing/slack_api.py), and inbound requests signed for r
 Asserted on the fake's channel: exactly one root message (the status card) and its thread — the
 confirmation probe, the lab host's findings read over SSH, the cause card naming ``upstream_down`` with
 nginx's ``connect() … failed (111: Connection refused)`` line; a click on Acknowledge edits the card;
-expiring the alert posts the resolution and edits the card. With the fake answering 429 and then 503
-for a while, every message still arrives exactly once, in order, never faster than one a second in the
+expiring the alert posts the resolution and edits the card. With the fake answering 429 twice and
+then 503 for a minute, every message still arrives exactly once, in order, never faster than one a second in the
 channel. A storm of 1,000 alerts for the service makes one thread, not 1,000 messages.
 """
 
@@ -145,7 +145,7 @@ def test_429_then_503_for_a_while_every_message_once_in_order_paced(lab: Lab, sl
     lab.rotate_logs()
     lab.break_("upstream_down")
     slack.fail(429, retry_after=2, times=2, methods=["chat.postMessage"])
-    slack.fail(503, for_seconds=12, methods=["chat.postMessage", "chat.update"])
+    slack.fail(503, for_seconds=60, methods=["chat.postMessage", "chat.update"])  # a minute of outage
     try:
         s = stack(lab, slack, tmp_path, procs)
         amtool(s["am"], "alert", "add", *lab_alert(lab), "--annotation=summary=the lab returns 502")

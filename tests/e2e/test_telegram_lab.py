@@ -10,6 +10,8 @@ resolution closes the topic.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,6 +93,10 @@ def test_one_topic_with_findings_and_cause_acknowledged_with_the_button_and_clos
         wait_until(lambda: fake.topic(FORUM_CHAT_ID, topic.thread_id).closed, 30, "the topic to close")
         assert "Resolved" in said(fake)
         assert "resolved" in (fake.message(FORUM_CHAT_ID, card.message_id).text or "")
+        dump = os.environ.get("INCIDENT_BOT_THREAD_DUMP")  # the README's example topic comes from here
+        if dump:
+            topic_messages = fake.messages(FORUM_CHAT_ID, thread_id=topic.thread_id)
+            Path(dump).write_text(json.dumps([m.text for m in topic_messages], indent=1))
     finally:
         procs.stop()
         lab.repair()
