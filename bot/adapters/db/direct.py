@@ -1,8 +1,8 @@
 """``DirectStatement``: a store statement run on the asyncpg connection itself (PostgreSQL only).
 
 Why: on the alert storm of bench/intake.py, SQLAlchemy's per-statement execution (its execution context,
-result objects and one greenlet hop per call) cost ~40 % of the incident service's CPU on PostgreSQL;
-sending the very same statements straight to asyncpg took the service from ~1.6 to ~1.0 ms of CPU per
+result objects and one greenlet hop per call) cost ~30 % of the incident service's CPU on PostgreSQL;
+sending the very same statements straight to asyncpg took the service from ~1.6 to ~1.1 ms of CPU per
 webhook of two alerts (bench/README.md).
 
 What stays SQLAlchemy's:

@@ -10,8 +10,10 @@ this process they take turns in arrival order (:class:`bot.adapters.db.writer.Wr
 Cost. The alert path's statements are built once per dialect (:mod:`bot.adapters.db.statements`), and a
 transaction holds its writes to alerts, incidents, events, jobs and the outbox back until they are
 needed, then sends them as one ``executemany`` per table (:mod:`bot.adapters.db.pending`, which says why
-that changes nothing a reader of the transaction or of the database could see). A method added to
-:class:`SqlTransaction` may run its own statements on ``self.conn``: the held writes go first.
+that changes nothing a reader of the transaction or of the database could see). On PostgreSQL a
+transaction's own statements go straight to asyncpg once SQLAlchemy has begun it
+(:mod:`bot.adapters.db.direct`). A method added to :class:`SqlTransaction` may run its own statements on
+``self.conn`` as usual: the held writes go first.
 
 Queues. Jobs are claimed with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL) and leased: a running job whose
 lease expired is claimable again. Outbox claims also take a transaction-scoped advisory lock so two
