@@ -187,6 +187,10 @@ def _signal_status(name: str) -> int | None:
         return None
 
 
+#: Pauses before asking again for a session channel the server refused (see ``SshSession._open``).
+CHANNEL_RETRIES = (0.2, 0.5, 1.0)
+
+
 class SshSession:
     """One open connection to a host; :meth:`run` never raises for a command's own failure."""
 
@@ -213,9 +217,7 @@ class SshSession:
             started = time.monotonic()
             chan: asyncssh.SSHClientChannel[bytes] | None = None
             try:
-                chan, _ = await self._conn.create_session(
-                    lambda: capture, shlex.join(argv), encoding=None, request_pty=False, env={}, send_env=None
-                )
+                chan = await self._open(capture, argv)
                 chan.write_eof()
                 try:
                     async with asyncio.timeout(timeout + LOCAL_GRACE):
@@ -236,6 +238,22 @@ class SshSession:
                 result = self._result(command, capture, error=error, elapsed=elapsed, timeout=timeout)
                 ex.audit(self._target, argv, result)
         return result
+
+    async def _open(self, capture: _Capture, argv: list[str]) -> asyncssh.SSHClientChannel[bytes]:
+        """A session channel for ``argv``. sshd may still count a session we just closed against its
+        ``MaxSessions`` (or a forced command may be slow to exit): a refused channel is asked for again
+        after a short pause, a few times, before the command is reported as ``channel_open_failed``."""
+        for pause in (*CHANNEL_RETRIES, None):
+            try:
+                chan, _ = await self._conn.create_session(
+                    lambda: capture, shlex.join(argv), encoding=None, request_pty=False, env={}, send_env=None
+                )
+                return chan
+            except asyncssh.ChannelOpenError:
+                if pause is None:
+                    raise
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable")
 
     def _result(
         self, command: Command, cap: _Capture, *, error: str | None, elapsed: float, timeout: float

@@ -144,6 +144,15 @@ async def test_more_concurrent_commands_than_channels_all_succeed(sshd: Sshd) ->
     assert sshd.logins() == 1
 
 
+async def test_a_channel_the_server_refuses_over_its_max_sessions_is_asked_for_again(sshd: Sshd) -> None:
+    """With more channels allowed than the server's MaxSessions (10), the refused ones are retried after a
+    pause, as when sshd still counts sessions we just closed: every command runs, none fails to open."""
+    async with executor(max_channels=14).session(sshd.target()) as host:
+        results = await asyncio.gather(*(host.run(Command.of("sh", "-c", f"sleep 0.4; echo {i}")) for i in range(14)))
+    assert [r.error for r in results] == [None] * 14
+    assert [r.stdout for r in results] == [f"{i}\n" for i in range(14)]
+
+
 async def test_concurrent_sessions_are_held_to_the_handshake_cap(sshd: Sshd) -> None:
     """MaxStartups 10:30:100 drops some of >10 parallel handshakes; 8 at a time never trips it."""
     ex = executor(max_handshakes=8)
