@@ -54,7 +54,13 @@ def test_upstream_down_then_repair_over_ssh(lab: Lab) -> None:
     healthy = run_runbooks(lab.paths.config, ("discovery", "upstream_probe"), url=lab.url)
     listening = [f for f in findings_of(healthy, "proxy.upstream_listening") if f.data["upstream"] == socket]
     assert listening and "gunicorn" in listening[0].summary
-    probes = {(f.kind, f.data.get("hop")) for f in healthy.findings if f.runbook == "upstream_probe"}
+    # only this lab's hops: another lab running on the machine is discovered too, with its own upstreams
+    ours = (socket, lab.url, lab.url.rstrip("/"))
+    probes = {
+        (f.kind, f.data.get("hop"))
+        for f in healthy.findings
+        if f.runbook == "upstream_probe" and f.data.get("probed") in ours
+    }
     assert probes == {("curl.http_ok", "direct"), ("curl.http_ok", "proxy")}
 
 
