@@ -721,6 +721,62 @@ def gate(
     raise typer.Exit(forced.run(os.environ, policy))
 
 
+audit_app = typer.Typer(help="The tamper-evident audit log: commands, approvals, role decisions.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+AUDIT_VERIFY_HELP = """Check the audit log's hash chain and print the head hash and count to record.
+
+Reads the store's audit table (the configuration's database) or, with --jsonl, a JSON-lines audit file
+(the CLI's is ~/.local/state/incident-bot/audit.jsonl). Finds an edited, deleted, inserted or moved
+entry; entries removed from the end are found only against a head recorded earlier (--expect-head).
+Entries from before the chain existed are skipped as unchained legacy entries. Exits 0 when intact,
+1 when broken (one line naming the entry id or line and what is wrong), 2 on bad usage.
+"""
+
+
+@audit_app.command("verify", help=AUDIT_VERIFY_HELP)
+def audit_verify(
+    config: Annotated[str | None, typer.Option("--config", metavar="FILE", help="Configuration file.")] = None,
+    jsonl: Annotated[Path | None, typer.Option("--jsonl", metavar="FILE", help="A JSON-lines audit file.")] = None,
+    expect_head: Annotated[
+        str | None, typer.Option("--expect-head", metavar="HASH", help="A head hash recorded earlier.")
+    ] = None,
+) -> None:
+    from bot.core.audit_chain import Verdict, is_hash, verify, verify_async  # noqa: PLC0415
+
+    if config is not None and jsonl is not None:
+        raise UsageError("give --config or --jsonl, not both")
+    if expect_head is not None and not is_hash(expect_head.lower()):
+        raise UsageError(f"--expect-head: {expect_head!r} is not a 64-digit hex SHA-256")
+    head = expect_head.lower() if expect_head is not None else None
+    if jsonl is not None:
+        from bot.adapters.audit import read_jsonl_chain  # noqa: PLC0415
+
+        try:
+            verdict = verify(read_jsonl_chain(jsonl), head)
+        except OSError as exc:
+            raise UsageError(f"cannot read {jsonl}: {exc.strerror or exc}") from None
+        unit = "line"
+    else:
+        from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
+        from bot.adapters.db import SqlStore  # noqa: PLC0415
+
+        async def work(store: Store, _: Settings) -> Verdict:
+            assert isinstance(store, SqlStore)
+            return await verify_async(store.audit_chain(), head)
+
+        try:
+            verdict = _on_store(config, work)
+        except SQLAlchemyError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UsageError(f"cannot read the audit table (run `incident-bot db upgrade`?): {first}") from None
+        unit = "entry"
+    sys.stdout.write(verdict.line(unit) + "\n")
+    if not verdict.intact:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point: run the app and turn every usage problem into one line on stderr and exit 2.
 

@@ -36,8 +36,16 @@ class Executor(Protocol):
     def session(self, target: Target) -> AbstractAsyncContextManager[HostSession]: ...
 
 
+AuditKind = Literal["command", "approval", "role"]
+
+
 class AuditEntry(BaseModel):
-    """One command run on a host, as the audit log keeps it (DESIGN §7)."""
+    """One audited act (DESIGN §7): a command run on a host, an approval, or a role decision.
+
+    ``kind`` says which; for an approval or a role decision ``trigger`` is who acted, ``argv`` the
+    decision (e.g. ``("approve", "restart-gunicorn", "incident 4")``), ``host`` the host concerned or
+    empty, and ``exit_status`` None. The audit logs chain the entries by hash (:mod:`bot.core.audit_chain`).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -49,6 +57,7 @@ class AuditEntry(BaseModel):
     duration: float
     output_sha256: str
     error: str | None = None
+    kind: AuditKind = "command"
 
 
 class Auditor(Protocol):

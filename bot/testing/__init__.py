@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from bot.core.audit_chain import GENESIS, ChainedEntry, entry_hash
 from bot.core.blocks import Block, plain_text
 from bot.core.commands import Command, CommandResult, Target
 from bot.core.incidents import (
@@ -209,7 +211,9 @@ class MemoryStore:
         self.messages: list[OutboxMessage] = []
         self.job_states: dict[str, _JobState] = {}
         self.message_states: dict[str, _MessageState] = {}
-        self.audit: list[AuditEntry] = []
+        #: The audit log as stored: each entry with its hash-chain link (bot/core/audit_chain.py).
+        self.audit_records: list[ChainedEntry] = []
+        self._audit_lock = threading.Lock()
         #: (incident id, at, body) of every diagnosis saved, in the order saved.
         self.diagnoses: list[tuple[str, datetime, dict[str, Any]]] = []
         #: (incident id, target) → where that incident's thread is on that target.
@@ -325,11 +329,25 @@ class MemoryStore:
             None,
         )
 
+    @property
+    def audit(self) -> list[AuditEntry]:
+        """The audit entries in the order recorded (their chain links are in :attr:`audit_records`)."""
+        return [r.entry for r in self.audit_records if r.entry is not None]
+
     async def record_audit(self, entry: AuditEntry) -> None:
-        self.audit.append(entry)
+        """Append ``entry`` to the hash chain; the audit lock (not the transaction lock) keeps it linear."""
+        with self._audit_lock:
+            prev = next((r.hash for r in reversed(self.audit_records) if r.hash is not None), GENESIS)
+            ref = str(len(self.audit_records) + 1)
+            self.audit_records.append(ChainedEntry(ref=ref, entry=entry, prev=prev, hash=entry_hash(entry, prev)))
 
     async def audit_log(self, *, limit: int = 100) -> list[AuditEntry]:
         return list(reversed(self.audit))[:limit]
+
+    async def audit_chain(self) -> AsyncIterator[ChainedEntry]:
+        """The chained entries in the order recorded (``ref`` 1, 2, …, unless a test rewrote them)."""
+        for record in list(self.audit_records):
+            yield record
 
     # -- escalation timers and on-call overrides (issue #7) ----------------------------------------
 

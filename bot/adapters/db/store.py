@@ -51,6 +51,7 @@ from bot.adapters.db.tables import (
     pagings,
 )
 from bot.adapters.db.writer import Writer
+from bot.core.audit_chain import GENESIS, ChainedEntry, entry_hash
 from bot.core.incidents import (
     ChatThread,
     EscalationTimer,
@@ -508,16 +509,45 @@ class SqlStore:
 
     # -- audit -------------------------------------------------------------------------------------
 
+    #: Serialises audit appends across replicas (PostgreSQL); SQLite's BEGIN IMMEDIATE already does.
+    _AUDIT_CHAIN_LOCK = advisory_key("incident-bot:audit-chain")
+
     async def record_audit(self, entry: AuditEntry) -> None:
+        """Append ``entry`` to the hash chain (bot/core/audit_chain.py) after the last chained row.
+
+        PostgreSQL: a transaction-scoped advisory lock makes appenders take turns, and the read of the
+        last hash after it sees the previous holder's commit (READ COMMITTED). The unique ``prev`` index
+        refuses a fork should anything write without the lock."""
         values = entry.model_dump()
         values["argv"] = list(entry.argv)
+        last = select(audit.c.hash).where(audit.c.hash.is_not(None)).order_by(audit.c.id.desc()).limit(1)
         async with self._writer.begin() as conn:
-            await conn.execute(audit.insert().values(**values))
+            if self.sql.postgres:
+                await conn.execute(select(func.pg_advisory_xact_lock(self._AUDIT_CHAIN_LOCK)))
+            prev = (await conn.execute(last)).scalar() or GENESIS
+            await conn.execute(audit.insert().values(**values, prev=prev, hash=entry_hash(entry, prev)))
 
     async def audit_log(self, *, limit: int = 100) -> list[AuditEntry]:
         stmt = select(*_columns(audit, AuditEntry)).order_by(audit.c.id.desc()).limit(limit)
         async with self._read() as conn:
             return [_model(AuditEntry, row) for row in await conn.execute(stmt)]
+
+    async def audit_chain(self, *, page: int = 1000) -> AsyncIterator[ChainedEntry]:
+        """Every audit row in id order with its link, ``ref`` the row id; read ``page`` rows per query."""
+        stmt = select(audit.c.id, audit.c.prev, audit.c.hash, *_columns(audit, AuditEntry)).order_by(audit.c.id)
+        after: int | None = None
+        while True:
+            query = stmt.limit(page) if after is None else stmt.where(audit.c.id > after).limit(page)
+            async with self._read() as conn:
+                rows = [dict(row._mapping) for row in await conn.execute(query)]
+            if not rows:
+                return
+            after = int(rows[-1]["id"])
+            for row in rows:
+                ref, prev, digest = str(row.pop("id")), row.pop("prev"), row.pop("hash")
+                yield ChainedEntry(ref=ref, entry=AuditEntry.model_validate(row), prev=prev, hash=digest)
+            if len(rows) < page:
+                return
 
     # -- escalation timers and on-call overrides (issue #7) ----------------------------------------
 

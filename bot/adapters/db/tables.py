@@ -194,7 +194,13 @@ audit = Table(
     Column("duration", Float, nullable=False),
     Column("output_sha256", String(64), nullable=False),
     Column("error", Text),
+    Column("kind", String(16), nullable=False, server_default="command"),
+    #: The hash chain (bot/core/audit_chain.py); NULL on rows written before migration 0005. ``prev`` is
+    #: unique: two rows can never follow the same entry, so the chain cannot fork whatever the writers do.
+    Column("prev", String(64)),
+    Column("hash", String(64)),
     Index("ix_audit_at", "at"),
+    Index("ix_audit_prev", "prev", unique=True),
 )
 
 #: Every diagnosis a worker made of an incident (the latest one is the incident's current diagnosis).
