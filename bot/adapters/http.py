@@ -33,22 +33,33 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
 
 from bot.adapters.intake import SOURCES
 from bot.adapters.metrics import CONTENT_TYPE, Metrics
-from bot.core.incidents import Incident, Intake, Outcome, TimelineEvent
+from bot.adapters.openapi import (
+    ACTION_BODY,
+    LIMIT_PARAMETER,
+    MAX_ACTOR,
+    ActionAnswer,
+    ErrorBody,
+    Health,
+    IncidentDetail,
+    IncidentList,
+    answers,
+    describe_alert_routes,
+    security,
+)
+from bot.core.incidents import Incident, Intake
 from bot.core.store import Store
 from bot.errors import PayloadError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 1 << 20
-MAX_ACTOR = 255
 
 
 class ActionResult(Protocol):
@@ -152,243 +163,6 @@ def _actor(raw: bytes) -> str | JSONResponse:
     return actor.strip()
 
 
-# --- The OpenAPI schema (``GET /openapi.json``): what every endpoint really accepts and answers. -------------
-# The models below only describe bodies (the handlers build them as dicts); the alert route is a plain
-# Starlette route, so its operations are added to FastAPI's schema by ``_describe_alert_routes``.
-
-
-class ErrorBody(BaseModel):
-    """Every 4xx/5xx answer: ``error`` (a code), ``detail`` (one line) and, by error, the fields below."""
-
-    error: str
-    detail: str
-    field: str | None = None
-    limit: int | None = None
-    sources: list[str] | None = None
-    incident: Incident | None = None
-
-
-class AlertResultBody(BaseModel):
-    fingerprint: str
-    outcome: Outcome
-    incident: str | None
-
-
-class AlertAnswer(BaseModel):
-    """The 202 of an alert webhook: one result per alert of the body, in order."""
-
-    accepted: int
-    results: list[AlertResultBody]
-
-
-class IncidentList(BaseModel):
-    incidents: list[Incident]
-
-
-class IncidentDetail(Incident):
-    """One incident with its timeline and, once diagnosed, its latest diagnosis (DESIGN §4.2)."""
-
-    timeline: list[TimelineEvent]
-    diagnosis: dict[str, Any] | None = None
-
-
-class ActionAnswer(Incident):
-    """The incident after an acknowledgement or a resolution, and what the action did."""
-
-    outcome: Literal["acknowledged", "already_acknowledged", "resolved"]
-
-
-class Health(BaseModel):
-    ok: bool
-
-
-def _json_schema(model: type[BaseModel]) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
-
-
-def _answers(described: dict[int, tuple[type[BaseModel], str]]) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": model, "description": text} for status, (model, text) in described.items()}
-
-
-_STRING_MAP: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
-_STATE: dict[str, Any] = {"type": "string", "enum": ["firing", "resolved"]}
-_TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
-_TEXT: dict[str, Any] = {"type": "string"}
-
-
-def _grouped_alerts(extra_alert: dict[str, Any], extra_group: dict[str, Any]) -> dict[str, Any]:
-    """Alertmanager's webhook shape (version 4); Grafana's adds fields to it."""
-    alert = {
-        "type": "object",
-        "required": ["status"],
-        "properties": {
-            "status": _STATE,
-            "labels": _STRING_MAP,
-            "annotations": _STRING_MAP,
-            "startsAt": _TIME,
-            "endsAt": _TIME,
-            "fingerprint": _TEXT,
-            "generatorURL": _TEXT,
-            **extra_alert,
-        },
-    }
-    return {
-        "type": "object",
-        "required": ["alerts"],
-        "properties": {
-            "version": _TEXT,
-            "groupKey": _TEXT,
-            "status": _STATE,
-            "receiver": _TEXT,
-            "commonLabels": _STRING_MAP,
-            "commonAnnotations": _STRING_MAP,
-            "externalURL": _TEXT,
-            "alerts": {"type": "array", "items": alert},
-            **extra_group,
-        },
-    }
-
-
-_GENERIC_ALERT: dict[str, Any] = {
-    "type": "object",
-    "required": ["state"],
-    "properties": {
-        "id": {"anyOf": [{"type": "string", "pattern": r"\S"}, {"type": "integer"}]},
-        "state": _STATE,
-        "status": {"anyOf": [{"type": "integer", "minimum": 100, "maximum": 599}, {"type": "null"}]},
-        "url": {"type": "string", "format": "uri"},
-        "service": _TEXT,
-        "host": _TEXT,
-        "summary": _TEXT,
-        "labels": _STRING_MAP,
-        "starts_at": _TIME,
-        "ends_at": _TIME,
-    },
-}
-
-#: The body each alert source accepts (its parser in ``bot.adapters.intake`` is the full truth: a body
-#: of the right shape with a bad value is still a 400 naming the field).
-ALERT_BODIES: dict[str, dict[str, Any]] = {
-    "alertmanager": _grouped_alerts({}, {}),
-    "grafana": _grouped_alerts(
-        {
-            "values": {"type": "object", "additionalProperties": {"anyOf": [{"type": "number"}, {"type": "null"}]}},
-            "valueString": _TEXT,
-            "silenceURL": _TEXT,
-            "dashboardURL": _TEXT,
-            "panelURL": _TEXT,
-        },
-        {"orgId": {"type": "integer"}, "title": _TEXT, "state": _TEXT, "message": _TEXT},
-    ),
-    "uptime-kuma": {
-        "type": "object",
-        "properties": {
-            "heartbeat": {
-                "anyOf": [
-                    {
-                        "type": "object",
-                        "required": ["status"],
-                        "properties": {
-                            "status": {"enum": [0, 1, 2, 3]},
-                            "msg": _TEXT,
-                            "time": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d"},
-                        },
-                    },
-                    {"type": "null"},
-                ]
-            },
-            "monitor": {
-                "anyOf": [
-                    {"type": "object", "properties": {"id": {"type": "integer"}, "name": _TEXT, "url": _TEXT}},
-                    {"type": "null"},
-                ]
-            },
-            "msg": _TEXT,
-        },
-    },
-    "generic": {
-        "anyOf": [
-            _GENERIC_ALERT,
-            {"type": "array", "items": _GENERIC_ALERT},
-            {
-                "type": "object",
-                "required": ["alerts"],
-                "properties": {"alerts": {"type": "array", "items": _GENERIC_ALERT}},
-            },
-        ]
-    },
-}
-
-_ACTION_BODY: dict[str, Any] = {
-    "required": False,
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "actor": {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": MAX_ACTOR,
-                        "pattern": r"\S",
-                        "default": "api",
-                    }
-                },
-            }
-        }
-    },
-}
-
-_LIMIT_PARAMETER: dict[str, Any] = {
-    "name": "limit",
-    "in": "query",
-    "required": False,
-    "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-}
-
-
-def _security(scheme: str, token: str | None) -> dict[str, Any]:
-    return {} if token is None else {"security": [{scheme: []}]}
-
-
-def _describe_alert_routes(schema: dict[str, Any], webhook_token: str | None) -> None:
-    """Add ``POST /alerts/<source>`` (one operation per source), the bodies they answer and the bearer schemes."""
-    components = schema.setdefault("components", {})
-    schemas = components.setdefault("schemas", {})
-    for model in (AlertAnswer, ErrorBody):
-        described = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
-        schemas.update(described.pop("$defs", {}))
-        schemas[model.__name__] = described
-    error = {"content": {"application/json": {"schema": _json_schema(ErrorBody)}}}
-    for source, body in ALERT_BODIES.items():
-        schema["paths"][f"/alerts/{source}"] = {
-            "post": {
-                "operationId": f"receive_{source.replace('-', '_')}_alerts",
-                "summary": f"Receive {source} alerts",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-                "responses": {
-                    "202": {
-                        "description": "every alert is stored",
-                        "content": {"application/json": {"schema": _json_schema(AlertAnswer)}},
-                    },
-                    "400": {"description": "the body is not JSON or a field is bad (named in `field`)", **error},
-                    "401": {"description": "missing or wrong bearer token (or Grafana signature)", **error},
-                    "413": {"description": "the body is over the size limit", **error},
-                    "503": {"description": "the store failed; retry later", **error},
-                },
-                **_security("webhookToken", webhook_token),
-            }
-        }
-    schemes = components.setdefault("securitySchemes", {})
-    for name in ("webhookToken", "apiToken"):
-        schemes[name] = {"type": "http", "scheme": "bearer"}
-    for path in schema["paths"].values():
-        for operation in path.values():
-            operation.get("responses", {}).pop("422", None)  # FastAPI's, never answered: no validated parameter
-    for unused in ("HTTPValidationError", "ValidationError"):
-        schemas.pop(unused, None)
-
-
 def build_api(
     service: IncidentDesk,
     store: Store,
@@ -447,17 +221,17 @@ def build_api(
 
     api.add_route("/alerts/{source}", receive, methods=["POST"], name="receive_alerts", include_in_schema=False)
 
-    api_auth = _security("apiToken", api_token)
+    api_auth = security("apiToken", api_token)
     unauthorised = (ErrorBody, "missing or wrong bearer token")
     unavailable = (ErrorBody, "the store failed; retry later")
 
     @api.get(
         "/api/incidents",
-        responses=_answers(
+        responses=answers(
             {200: (IncidentList, "the latest incidents, newest first"), 400: (ErrorBody, "a bad `limit`"),
              401: unauthorised, 503: unavailable}
         ),
-        openapi_extra={"parameters": [_LIMIT_PARAMETER], **api_auth},
+        openapi_extra={"parameters": [LIMIT_PARAMETER], **api_auth},
     )  # fmt: skip
     async def incidents(request: Request) -> JSONResponse:
         if not _authorised(request, api_token):
@@ -475,7 +249,7 @@ def build_api(
 
     @api.get(
         "/api/incidents/{incident_id}",
-        responses=_answers(
+        responses=answers(
             {200: (IncidentDetail, "the incident, its timeline and its latest diagnosis"), 401: unauthorised,
              404: (ErrorBody, "no such incident"), 503: unavailable}
         ),
@@ -523,13 +297,13 @@ def build_api(
                           incident=_incident_json(result.incident))  # fmt: skip
         return JSONResponse({**_incident_json(result.incident), "outcome": result.outcome})
 
-    action_answers = _answers(
+    action_answers = answers(
         {200: (ActionAnswer, "the incident after the action"), 400: (ErrorBody, "a bad body (named in `field`)"),
          401: unauthorised, 404: (ErrorBody, "no such incident"),
          409: (ErrorBody, "already resolved (the incident is in `incident`)"),
          413: (ErrorBody, "the body is over 64 KiB"), 503: unavailable}
     )  # fmt: skip
-    action_extra = {"requestBody": _ACTION_BODY, **api_auth}
+    action_extra = {"requestBody": ACTION_BODY, **api_auth}
 
     @api.post("/api/incidents/{incident_id}/ack", responses=action_answers, openapi_extra=action_extra)
     async def acknowledge(incident_id: str, request: Request) -> JSONResponse:
@@ -558,7 +332,7 @@ def build_api(
             return _error(503, "unhealthy", "the store does not answer")
         return Response(text, media_type=CONTENT_TYPE)
 
-    @api.get("/healthz", responses=_answers({200: (Health, "the store answers"), 503: (ErrorBody, "it does not")}))
+    @api.get("/healthz", responses=answers({200: (Health, "the store answers"), 503: (ErrorBody, "it does not")}))
     async def healthz() -> JSONResponse:
         try:
             await store.list_incidents(limit=1)
@@ -573,7 +347,7 @@ def build_api(
         """FastAPI's schema of the routes it knows, plus the alert operations and the bearer schemes."""
         schema = generated()
         if "/alerts/alertmanager" not in schema["paths"]:
-            _describe_alert_routes(schema, webhook_token)
+            describe_alert_routes(schema, webhook_token)
         return schema
 
     api.openapi = openapi  # type: ignore[method-assign]
