@@ -441,6 +441,8 @@ class JobSettings(BaseModel):
     #: Seconds a diagnosis job may take beyond ``ssh.deadline`` (the probe, saving) before its lease runs
     #: out and another worker (or this one after a crash) takes it again.
     lease_margin: float = Field(default=60.0, gt=0, le=3600)
+    #: Diagnoses one ``serve`` process runs at once (a slow host never holds every other incident back).
+    concurrency: int = Field(default=4, ge=1, le=64)
 
 
 class Settings(BaseModel):

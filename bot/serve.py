@@ -144,9 +144,16 @@ def worker_name() -> str:
 
 
 def diagnosis_worker(
-    settings: Settings, store: Store, metrics: Metrics, announce: Announcer, paging: Pager | None = None
+    settings: Settings,
+    store: Store,
+    metrics: Metrics,
+    announce: Announcer,
+    paging: Pager | None = None,
+    *,
+    slot: int = 0,
 ) -> DiagnosisWorker:
-    """The worker of this process: each job's SSH commands go to the store's audit table."""
+    """One of this process's ``jobs.concurrency`` workers (``slot``): each claims jobs on its own lease;
+    each job's SSH commands go to the store's audit table."""
     catalog = load_runbooks()
     prober = HttpxProber()
 
@@ -163,7 +170,7 @@ def diagnosis_worker(
         store,
         metrics.timed(run_job),
         clock=lambda: datetime.now(UTC),
-        worker_id=worker_name(),
+        worker_id=f"{worker_name()}/{slot}",
         lease=timedelta(seconds=settings.ssh.deadline + settings.jobs.lease_margin),
         announce=announce,
         hooks=paging,
@@ -252,9 +259,13 @@ async def serve(
         resources.push_async_callback(inbound.stop)
         config = uvicorn.Config(api, host=host, port=port, log_level="info", access_log=False, lifespan="off")
         stop = asyncio.Event()
-        worker = asyncio.create_task(
-            diagnosis_worker(settings, store, metrics, announce, paging).run_forever(stop), name="diagnosis-worker"
-        )
+        workers = [
+            asyncio.create_task(
+                diagnosis_worker(settings, store, metrics, announce, paging, slot=n).run_forever(stop),
+                name=f"diagnosis-worker-{n}",
+            )
+            for n in range(settings.jobs.concurrency)
+        ]
         outbox = asyncio.create_task(outbox_worker(store, chats, paging).run_forever(stop), name="outbox-worker")
         escalations = (
             asyncio.create_task(
@@ -271,7 +282,7 @@ async def serve(
         finally:
             watcher.cancel()
             stop.set()
-            for task in (worker, escalations):  # a job or timer in flight stays leased: taken again later
+            for task in (*workers, escalations):  # a job or timer in flight stays leased: taken again later
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -144,3 +144,66 @@ def test_a_second_serve_on_the_same_sqlite_file_refuses_to_start(server: tuple[s
     done = bot("serve", "--config", str(second), env=TOKENS)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "another incident-bot serve already uses" in done.stderr
+
+
+def test_a_diagnosis_stuck_on_a_silent_host_does_not_hold_back_the_next_incident(tmp_path: Path) -> None:
+    """``jobs.concurrency`` workers: while one job waits on a host that never answers, another incident's
+    diagnosis is done."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # accepts into the backlog and never says a word
+        port = free_port()
+        config = tmp_path / "incident-bot.yaml"
+        config.write_text(
+            f"database_url: sqlite+aiosqlite:///{tmp_path / 'bot.db'}\nlisten: 127.0.0.1:{port}\n"
+            "ssh: {connect_timeout: 30, deadline: 40}\n"
+            f"hosts: {{mute: {{address: 127.0.0.1, port: {silent.getsockname()[1]}}}}}\n"
+            "services: {slow: {match: {labels: {service: slow}}, hosts: [mute]},"
+            " fast: {match: {labels: {service: fast}}}}\n"
+            "jobs: {concurrency: 2}\n"
+        )
+        log = (tmp_path / "serve.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve", "--config", str(config)],
+            env={**os.environ, **TOKENS, "XDG_STATE_HOME": str(tmp_path / "state")},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        hook = {"Authorization": f"Bearer {TOKENS['INCIDENT_BOT_WEBHOOK_TOKEN']}"}
+        api = {"Authorization": f"Bearer {TOKENS['INCIDENT_BOT_API_TOKEN']}"}
+        try:
+            deadline = time.monotonic() + 20
+            while not _up(base):
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(0.2)
+            for service in ("slow", "fast"):
+                body = {"id": service, "state": "firing", "status": 502, "service": service}
+                assert httpx.post(f"{base}/alerts/generic", json=body, headers=hook, timeout=10).status_code == 202
+            deadline = time.monotonic() + 15
+            while True:
+                incidents = {
+                    i["service"]: i for i in httpx.get(f"{base}/api/incidents", headers=api).json()["incidents"]
+                }
+                fast = httpx.get(f"{base}/api/incidents/{incidents['fast']['id']}", headers=api).json()
+                if "diagnosis" in fast:
+                    break
+                assert time.monotonic() < deadline, "the fast incident waited behind the slow one"
+                time.sleep(0.3)
+            slow = httpx.get(f"{base}/api/incidents/{incidents['slow']['id']}", headers=api).json()
+            assert "diagnosis" not in slow  # still waiting on its silent host
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+
+def _up(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
