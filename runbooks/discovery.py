@@ -64,7 +64,7 @@ APACHECTL = (
 #: Prints HAProxy configuration files; a directory given to ``-f`` is read as its ``*.cfg`` files.
 HAPROXY_CAT = 'for f in "$@"; do if [ -d "$f" ]; then cat -- "$f"/*.cfg; else cat -- "$f"; fi; done'
 APACHE_DIRECTIVES = r"^\s*(ErrorLog|CustomLog|TransferLog|ProxyPass|ProxyPassMatch|BalancerMember|SetHandler)\b"
-MAX_PROXIES = 4
+MAX_PROXIES = 16
 MAX_LIST = 16
 #: Configuration files passed to one haproxy (its ``-f`` options) and included files grepped (Apache).
 MAX_CONFIGS = 64
