@@ -7,7 +7,7 @@ once, and owns the resources for as long as it runs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bot.adapters.audit import JsonlAuditor, default_audit_path
@@ -39,6 +39,11 @@ class DiagnoseRequest:
     trigger: str = "cli"
     #: Hosts outside the configuration are allowed only when a person at the CLI names them.
     adhoc: bool = True
+    #: Parameters per runbook name (validated by each runbook's ``Params`` before it runs).
+    params: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    #: The approval (its request id) that lets a mutating runbook run; without one, naming a mutating
+    #: runbook is refused (DESIGN §6: it runs only after a second person approves it in chat).
+    approval: str | None = None
 
 
 def plans_for(request: DiagnoseRequest, settings: Settings, catalog: Catalog) -> list[HostPlan]:
@@ -46,6 +51,12 @@ def plans_for(request: DiagnoseRequest, settings: Settings, catalog: Catalog) ->
     if unknown:
         known = ", ".join(sorted(catalog.runbooks)) or "none"
         raise UsageError(f"unknown runbook {unknown[0]!r} (known: {known})")
+    mutating = [name for name in request.runbooks if catalog.runbooks[name].mutating]
+    if mutating and request.approval is None:
+        raise UsageError(
+            f"runbook {mutating[0]!r} changes the host: ask for it in the incident's chat thread "
+            f"(request ID {mutating[0]} HOST KEY=VALUE…), where a second operator approves it"
+        )
     plans = []
     for resolved in resolve(request.target, settings, request.overrides, adhoc=request.adhoc):
         target = resolved
@@ -53,7 +64,7 @@ def plans_for(request: DiagnoseRequest, settings: Settings, catalog: Catalog) ->
         if url and "site_url" not in resolved.facts:
             target = resolved.model_copy(update={"facts": {**resolved.facts, "site_url": url}})
         chosen: Sequence[type[Runbook]] = catalog.select(request.status, target.roles, request.runbooks)
-        plans.append(HostPlan(target=target, runbooks=list(chosen)))
+        plans.append(HostPlan(target=target, runbooks=list(chosen), params=request.params))
     return plans
 
 

@@ -39,13 +39,16 @@ from bot.adapters.telegram.sender import telegram_bot as build_telegram_bot
 from bot.adapters.telegram.updates import TelegramApp
 from bot.app import DiagnoseRequest, run_diagnose
 from bot.config import Settings
+from bot.core.approvals import Approval
 from bot.core.chat import ChatSender
 from bot.core.incidents import Incident
 from bot.core.models import Diagnosis
 from bot.core.store import Store
 from bot.errors import ChatError, ConfigError
+from bot.runbook.registry import load as load_runbooks
 from bot.services.announce import Announcer
-from bot.services.chatops import ChatOps, Policy, served_channels
+from bot.services.approvals import Approvals
+from bot.services.chatops import ChatOps, Policy, grants_of, served_channels
 from bot.services.explain import explain_text
 from bot.services.incidents import IncidentService
 from bot.services.outbox import SLACK_PACE, Pace
@@ -192,6 +195,30 @@ def chat_operations(
         finally:
             await auditor.flush()
 
+    async def run_approved(approval: Approval) -> Diagnosis:
+        request = DiagnoseRequest(
+            target=approval.host,
+            runbooks=(approval.runbook,),
+            params={approval.runbook: approval.params},
+            trigger=f"approval:{approval.id}",
+            adhoc=False,
+            approval=approval.id,
+        )
+        auditor = StoreAuditor(store)
+        try:
+            return await run_diagnose(request, settings, auditor=auditor)
+        finally:
+            await auditor.flush()
+
+    approvals = Approvals(
+        store,
+        runbooks=load_runbooks().runbooks,
+        hosts={name: service.hosts for name, service in settings.services.items()},
+        run=run_approved,
+        clock=clock,
+        expire_after=settings.approvals.expire_after,
+        announce=announce,
+    )
     return ChatOps(
         store,
         incidents,
@@ -202,6 +229,7 @@ def chat_operations(
         announce=announce,
         oncall=paging.oncall if paging is not None else None,
         escalate=paging.escalate if paging is not None else None,
+        approvals=approvals,
     )
 
 
@@ -222,8 +250,7 @@ class Inbound:
         self._leaders: list[Leadership] = []
         secrets = settings.secrets
         if secrets.slack_bot_token is not None:
-            allow = settings.slack.allow
-            groups = [*allow.operate.groups, *(allow.respond.groups if allow.respond else [])]
+            groups = sorted({group for grant in grants_of(settings.slack.allow) for group in grant.groups})
             self.slack = SlackApp(
                 slack_client(secrets.slack_bot_token.get_secret_value(), settings.slack.api_url),
                 ops,
@@ -234,17 +261,21 @@ class Inbound:
         if chats.telegram_bot is not None:
             telegram = settings.telegram
             services = settings.services.values()
-            allow = telegram.allow
+            grants = grants_of(telegram.allow)
             people = settings.oncall.people.values() if settings.oncall else []
             self.telegram = TelegramApp(
                 chats.telegram_bot,
                 ops,
                 webhook_secret=reveal(secrets.telegram_webhook_secret),
                 webhook_url=telegram.webhook_url,
-                chats=served_channels([telegram.chat], [s.chat.telegram_chat for s in services], telegram.chats),
+                chats=served_channels(
+                    [telegram.chat],
+                    [s.chat.telegram_chat for s in services],
+                    telegram.chats,
+                    [chat for grant in grants for chat in grant.channels],
+                ),
                 users=[
-                    *(allow.respond.users if allow.respond else []),
-                    *allow.operate.users,
+                    *(user for grant in grants for user in grant.users),
                     *(str(p.telegram) for p in people if p.telegram),
                 ],
                 gate=chats.telegram_gate,

@@ -376,15 +376,69 @@ class AllowList(BaseModel):
         return not (self.users or self.groups or self.channels)
 
 
+#: Chat roles, each able to do what the ones before it can: read, respond, operate.
+Role = Literal["viewer", "responder", "operator"]
+ROLES: tuple[Role, ...] = ("viewer", "responder", "operator")
+
+
+class RoleGrant(BaseModel):
+    """Gives ``role`` to the listed ``users`` (Slack ``U…`` ids, Telegram user ids), the members of the
+    listed Slack user ``groups`` (``S…`` ids), or ``everyone``, in the listed ``channels`` (Slack channel
+    ids, Telegram chat ids) or, with none listed, everywhere.
+
+    ``viewer`` reads (list, show, explain, oncall); ``responder`` also acknowledges, resolves,
+    escalates and re-runs; ``operator`` also runs diagnoses and runbooks, asks for a mutating runbook
+    and approves or denies someone else's request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    users: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+    everyone: bool = False
+    channels: list[str] = Field(default_factory=list)
+
+    @field_validator("users", "groups", "channels", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _someone(self) -> RoleGrant:
+        if not (self.users or self.groups or self.everyone):
+            raise ValueError("a role grant needs users, groups or everyone: true")
+        return self
+
+
 class ChatPermissions(BaseModel):
-    """``respond``: acknowledge, resolve, escalate, re-run a diagnosis; unset, anyone in a channel
-    the bot posts incidents to may. ``operate``: run ``diagnose`` and ``runbook`` from chat; unset,
-    nobody may."""
+    """Who may do what from chat. ``roles`` grants viewer, responder or operator per channel (the
+    fields of each grant are below). ``respond`` and ``operate`` are the short form: ``respond`` makes its list
+    responders, ``operate`` operators, everywhere (a listed channel: anyone writing there).
+
+    With no grant of a role: anyone may read; anyone in a channel the bot posts incidents to may
+    respond; nobody operates."""
 
     model_config = ConfigDict(extra="forbid")
 
     respond: AllowList | None = None
     operate: AllowList = Field(default_factory=AllowList)
+    roles: list[RoleGrant] = Field(default_factory=list)
+
+
+class ApprovalSettings(BaseModel):
+    """Requests to run a mutating runbook (``/incident request``): a second operator must approve."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: How long a request waits for approval (``15m``; a number is seconds) before it expires.
+    expire_after: Duration = timedelta(minutes=15)
+
+    @field_validator("expire_after")
+    @classmethod
+    def _bounded(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(days=1):
+            raise ValueError("expire_after must be between 1s and 1d")
+        return value
 
 
 class SlackConfig(BaseModel):
@@ -461,6 +515,7 @@ class Settings(BaseModel):
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
     oncall: OnCallConfig | None = None
     pagerduty: PagerDutyConfig = Field(default_factory=PagerDutyConfig)
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
     source: str | None = Field(default=None, exclude=True)
 

@@ -45,6 +45,7 @@ from bot.core.store import Store
 from bot.errors import ConfigError
 from bot.runbook.registry import load as load_runbooks
 from bot.services.announce import Announcer
+from bot.services.approvals import ApprovalWorker
 from bot.services.diagnosis_jobs import DiagnosisWorker
 from bot.services.escalation import EscalationWorker
 from bot.services.incidents import IncidentService
@@ -252,9 +253,8 @@ async def serve(
             metrics=metrics,
             grafana_signing=grafana_signing(settings),
         )
-        inbound = Inbound(
-            settings, engine, chat_operations(settings, store, service, announce, clock, paging=paging), chats
-        )
+        ops = chat_operations(settings, store, service, announce, clock, paging=paging)
+        inbound = Inbound(settings, engine, ops, chats)
         inbound.mount(api)
         resources.push_async_callback(inbound.stop)
         config = uvicorn.Config(api, host=host, port=port, log_level="info", access_log=False, lifespan="off")
@@ -274,6 +274,11 @@ async def serve(
             if paging is not None
             else None
         )
+        expiry = (
+            asyncio.create_task(ApprovalWorker(ops.approvals).run_forever(stop), name="approval-expiry")
+            if ops.approvals is not None
+            else None
+        )
         inbound.start(stop)
         server = _Server(config)
         watcher = asyncio.create_task(_watch(server, started, shutdown), name="serve-watch")
@@ -282,7 +287,7 @@ async def serve(
         finally:
             watcher.cancel()
             stop.set()
-            for task in (*workers, escalations):  # a job or timer in flight stays leased: taken again later
+            for task in (*workers, escalations, expiry):  # a job or timer in flight stays leased: taken again later
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from bot.core.approvals import APPROVE, DENY, approval_blocks
 from bot.core.blocks import Actions, Block, Button, Code, Context, Fields, Header, Section, diagnosis_blocks
 from bot.core.incidents import Incident, IncidentState, OutboxMessage
 from bot.core.models import Diagnosis, Finding, Severity
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 #: Button actions on the card (chat adapters map clicks back to these names).
 ACKNOWLEDGE, RERUN, ESCALATE, RESOLVE = "acknowledge", "rerun", "escalate", "resolve"
-ACTIONS = (ACKNOWLEDGE, RERUN, ESCALATE, RESOLVE)
+ACTIONS = (ACKNOWLEDGE, RERUN, ESCALATE, RESOLVE, APPROVE, DENY)
 
 #: Evidence caps of one thread post: findings quoted, lines per finding, characters per line.
 MAX_QUOTED_FINDINGS = 4
@@ -174,6 +175,8 @@ def read_diagnosis(body: object) -> Diagnosis | None:
 def _post(payload: dict[str, Any], incident: Incident, diagnosis: Diagnosis | None) -> list[Block]:
     if isinstance(payload.get("page"), dict):
         return page_blocks(payload["page"])
+    if isinstance(payload.get("approval"), dict):
+        return approval_blocks(payload)
     posted = read_diagnosis(payload.get("diagnosis"))
     if posted is not None:
         return diagnosis_blocks(posted, with_findings=False)  # the thread showed them host by host

@@ -67,6 +67,12 @@ EventKind = Literal[
     "paged",
     "page_deferred",
     "page_failed",
+    "approval_requested",
+    "approved",
+    "denied",
+    "approval_expired",
+    "action_done",
+    "action_failed",
 ]
 
 

@@ -20,6 +20,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from bot.core.approvals import Approval, ApprovalState
 from bot.core.incidents import (
     ChatThread,
     EscalationTimer,
@@ -120,6 +121,12 @@ class Transaction(Protocol):
         ``worker`` any more (cancelled, or its lease ran out and another worker took it)."""
         ...
 
+    # -- approvals of mutating runbooks (issue #9) -----------------------------------------------------
+
+    async def add_approval(self, approval: Approval) -> None:
+        """Record a new request (its id is new)."""
+        ...
+
 
 class Store(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
@@ -201,6 +208,35 @@ class Store(Protocol):
         ...
 
     async def record_audit(self, entry: AuditEntry) -> None: ...
+
+    # -- approvals of mutating runbooks (issue #9) -----------------------------------------------------
+
+    async def get_approval(self, approval_id: str) -> Approval | None: ...
+
+    async def transition_approval(
+        self,
+        approval_id: str,
+        expect: Sequence[ApprovalState],
+        to: ApprovalState,
+        at: datetime,
+        *,
+        decided_by: str | None = None,
+        decider: str | None = None,
+        outcome: str | None = None,
+        unexpired: bool = False,
+    ) -> Approval | None:
+        """Move a request from one of the ``expect`` states to ``to`` (setting ``decided_*`` when given,
+        ``outcome`` when given); with ``unexpired``, only while ``at`` is before its ``expires_at``. The
+        request as it now is, or None when it was not in such a state (someone else moved it first)."""
+        ...
+
+    async def due_approvals(self, now: datetime, *, limit: int = 100) -> Sequence[Approval]:
+        """Pending requests whose time ran out by ``now``, oldest first."""
+        ...
+
+    async def approvals(self, incident_id: str) -> Sequence[Approval]:
+        """The incident's requests, oldest first."""
+        ...
 
     async def audit_log(self, *, limit: int = 100) -> Sequence[AuditEntry]:
         """The most recent audit entries, newest first."""

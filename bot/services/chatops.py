@@ -3,10 +3,13 @@ Telegram (the grammar and the types adapters use are in :mod:`bot.core.chat_comm
 
 A ``diagnose`` or ``runbook`` from chat only reaches hosts of the configuration.
 
-Who may do what (:class:`Policy`): anyone may read (list, show, explain, oncall, help);
-acknowledging, resolving, escalating and re-running need ``respond``; diagnose and runbook need
-``operate``. A refused request is answered and recorded (on the incident's timeline when it concerns
-one, else in the log).
+Who may do what (:class:`Policy`) follows the asker's role in the channel or chat where they ask
+(``viewer`` < ``responder`` < ``operator``, :class:`~bot.config.RoleGrant`): reading (list, show,
+explain, oncall, help) needs viewer; acknowledging, resolving, escalating and re-running need responder;
+diagnose, runbook, and asking for, approving or denying a runbook that changes hosts need operator
+(:mod:`bot.services.approvals`). A refused request is answered and recorded (on the incident's timeline
+when it concerns one, and in the log); every decision beyond reading is appended to the audit chain
+(``kind="role"``).
 """
 
 from __future__ import annotations
@@ -18,15 +21,26 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Literal
 
-from bot.config import AllowList, ChatPermissions
+from bot.config import ROLES, AllowList, ChatPermissions, Role, RoleGrant
+from bot.core.approvals import APPROVE, DENY
 from bot.core.blocks import Actions, Block, Code, Context, Fields, Header, Section, diagnosis_blocks
 from bot.core.cards import ACKNOWLEDGE, ESCALATE, RERUN, RESOLVE, read_diagnosis, status_card, when
-from bot.core.chat_commands import USAGE, Actor, ChatReply, ChatUsageError, ParsedCommand, incident_id
+from bot.core.chat_commands import (
+    USAGE,
+    Actor,
+    ChatReply,
+    ChatUsageError,
+    ParsedCommand,
+    approval_id,
+    incident_id,
+    request_params,
+)
 from bot.core.incidents import Incident, Job, TimelineEvent
 from bot.core.models import Diagnosis
 from bot.core.store import Store
 from bot.errors import BotError
 from bot.services.announce import Announcer
+from bot.services.approvals import Approvals, actor_id, audit_decision
 from bot.services.incidents import ActionResult, IncidentService
 
 log = logging.getLogger(__name__)
@@ -34,29 +48,62 @@ log = logging.getLogger(__name__)
 Permission = Literal["read", "respond", "operate"]
 
 #: What each command needs beyond reading.
-_NEEDS: dict[str, Permission] = {"ack": "respond", "resolve": "respond", "diagnose": "operate", "runbook": "operate"}
+_NEEDS: dict[str, Permission] = {
+    "ack": "respond",
+    "resolve": "respond",
+    "diagnose": "operate",
+    "runbook": "operate",
+    "request": "operate",
+    "approve": "operate",
+    "deny": "operate",
+}
+#: The role each permission needs.
+_ROLE_FOR: dict[Permission, Role] = {"read": "viewer", "respond": "responder", "operate": "operator"}
+
+
+def grants_of(allow: ChatPermissions) -> list[RoleGrant]:
+    """The role grants of ``allow``: its ``roles`` and the short forms ``respond`` and ``operate``."""
+    grants = list(allow.roles)
+    short: tuple[tuple[Role, AllowList | None], ...] = (("responder", allow.respond), ("operator", allow.operate))
+    for role, listed in short:
+        if listed is None:
+            continue
+        if listed.users or listed.groups:
+            grants.append(RoleGrant(role=role, users=listed.users, groups=listed.groups))
+        if listed.channels:
+            grants.append(RoleGrant(role=role, everyone=True, channels=listed.channels))
+    return grants
 
 
 class Policy:
-    """Who may respond and operate on one chat platform (see :class:`~bot.config.ChatPermissions`).
-    ``served`` are the channels the bot posts incidents to: with ``respond`` unset, anyone there may."""
+    """Who has which role on one chat platform, per channel (see :class:`~bot.config.ChatPermissions`).
+    ``served`` are the channels the bot posts incidents to: with no responder granted, anyone there is one."""
 
     def __init__(self, allow: ChatPermissions, served: Collection[str]) -> None:
         self.allow = allow
         self.served = frozenset(served)
+        self.grants = grants_of(allow)
+        granted = {grant.role for grant in self.grants}
+        self._open_viewing = "viewer" not in granted
+        self._open_responding = "responder" not in granted
 
-    @staticmethod
-    def _listed(allow: AllowList, actor: Actor) -> bool:
-        return actor.user in allow.users or actor.channel in allow.channels or bool(actor.groups & set(allow.groups))
+    def role(self, actor: Actor) -> Role | None:
+        """The highest role ``actor`` has where they are asking (None: not even viewer)."""
+        best = -1
+        for grant in self.grants:
+            if grant.channels and actor.channel not in grant.channels:
+                continue
+            if grant.everyone or actor.user in grant.users or bool(actor.groups & set(grant.groups)):
+                best = max(best, ROLES.index(grant.role))
+        if self._open_responding and actor.channel in self.served:
+            best = max(best, ROLES.index("responder"))
+        if self._open_viewing:
+            best = max(best, ROLES.index("viewer"))
+        return ROLES[best] if best >= 0 else None
 
     def may(self, actor: Actor, permission: Permission) -> bool:
-        if permission == "read":
-            return True
-        if permission == "respond":
-            if self.allow.respond is None:
-                return actor.channel in self.served
-            return self._listed(self.allow.respond, actor)
-        return self._listed(self.allow.operate, actor)
+        role = self.role(actor)
+        return role is not None and ROLES.index(role) >= ROLES.index(_ROLE_FOR[permission])
 
 
 #: ``diagnose(target, status, runbooks, trigger)``: runs runbooks over SSH on a host or service of the
@@ -82,6 +129,7 @@ class ChatOps:
         announce: Announcer | None = None,
         oncall: OnCall | None = None,
         escalate: Escalate | None = None,
+        approvals: Approvals | None = None,
     ) -> None:
         self.store = store
         self.incidents = incidents
@@ -92,6 +140,7 @@ class ChatOps:
         self.announce = announce or Announcer()
         self.oncall = oncall
         self.escalate = escalate
+        self.approvals = approvals
 
     # -- entry points ------------------------------------------------------------------------------
 
@@ -100,7 +149,9 @@ class ChatOps:
         permission = _NEEDS.get(command.name, "read")
         if command.name == "oncall" and command.args[:1] == ("override",):
             permission = "respond"  # it changes who gets paged
-        concerning = command.args[0] if command.name in ("ack", "resolve") else None
+        concerning = command.args[0] if command.name in ("ack", "resolve", "request") else None
+        if command.name in ("approve", "deny"):
+            concerning = await self._incident_of(command.args[0])
         if not await self._allowed(actor, permission, command.name, concerning):
             return _refused(actor, permission)
         try:
@@ -113,7 +164,13 @@ class ChatOps:
             return ChatReply([Section(f"{command.name} failed unexpectedly (reference {ref}, in the bot's log)")])
 
     async def act(self, actor: Actor, action: str, incident: str) -> ChatReply:
-        """A click on a card button (``acknowledge``, ``rerun``, ``escalate``, ``resolve``)."""
+        """A click on a card button (``acknowledge``, ``rerun``, ``escalate``, ``resolve``), or on a
+        request's ``approve``/``deny`` (whose value is the request id, not an incident)."""
+        if action in (APPROVE, DENY):
+            try:
+                return await self.run(actor, ParsedCommand(action, (approval_id(incident),)))
+            except ChatUsageError as exc:
+                return ChatReply([Section(exc.user_message())], private=True)
         try:
             incident = incident_id(incident)
         except ChatUsageError as exc:
@@ -156,6 +213,15 @@ class ChatOps:
                 name, target = command.args
                 diagnosis = await self.diagnose(target, None, (name,), f"{actor.platform}:{actor.user}")
                 return ChatReply([Header(f"runbook {name} on {target}"), *diagnosis_blocks(diagnosis)])
+            case "request" | "approve" | "deny" if self.approvals is None:
+                return ChatReply([Section("Runbooks that change hosts are not enabled on this bot.")], private=True)
+            case "request" if self.approvals is not None:
+                number, name, host = command.args[:3]
+                return await self.approvals.request(actor, number, name, host, request_params(command.args))
+            case "approve" if self.approvals is not None:
+                return await self.approvals.approve(actor, command.args[0])
+            case "deny" if self.approvals is not None:
+                return await self.approvals.deny(actor, command.args[0])
             case "oncall":
                 if self.oncall is None:
                     return ChatReply([Section("No on-call rotation is configured (see `oncall:` in the config).")])
@@ -220,9 +286,20 @@ class ChatOps:
 
     # -- permissions -------------------------------------------------------------------------------
 
+    async def _incident_of(self, request: str) -> str | None:
+        found = await self.store.get_approval(request)
+        return found.incident_id if found is not None else None
+
     async def _allowed(self, actor: Actor, permission: Permission, what: str, concerning: str | None) -> bool:
+        """Whether ``actor`` may; every decision beyond reading is audited (``kind="role"``)."""
         policy = self.policies.get(actor.platform)
-        if permission == "read" or (policy is not None and policy.may(actor, permission)):
+        role = policy.role(actor) if policy is not None else "viewer"
+        allowed = policy.may(actor, permission) if policy is not None else permission == "read"
+        if permission != "read":
+            decision = ("allow" if allowed else "refuse", what, f"role={role or 'none'}", f"in={actor.channel}")
+            where = (f"incident={concerning}",) if concerning is not None else ()
+            await audit_decision(self.store, "role", actor_id(actor), (*decision, *where), at=self.clock())
+        if allowed:
             return True
         log.warning("refused %s to %s (%s:%s in %s)", what, actor.label, actor.platform, actor.user, actor.channel)
         found = await self.store.get_incident(concerning) if concerning is not None else None
@@ -239,11 +316,25 @@ def _event(incident: str, at: datetime, kind: str, text: str, actor: Actor) -> T
     )
 
 
+_WHAT = {
+    "read": "read incidents",
+    "respond": "acknowledge, resolve, escalate or re-run",
+    "operate": "run diagnoses and runbooks, or ask for or approve a change",
+}
+
+
 def _refused(actor: Actor, permission: Permission) -> ChatReply:
-    what = "acknowledge, resolve, escalate or re-run" if permission == "respond" else "run diagnoses and runbooks"
-    key = f"{actor.platform}.allow.{permission}"
+    role = _ROLE_FOR[permission]
+    key = f"{actor.platform}.allow.roles"
+    if permission != "read":
+        key += f"` (or `{actor.platform}.allow.{permission}`"
     return ChatReply(
-        [Section(f"Sorry {actor.name}, you may not {what} here. Ask an admin to add you to `{key}` in the config.")],
+        [
+            Section(
+                f"Sorry {actor.name}, you may not {_WHAT[permission]} here: that needs the {role} role in this "
+                f"channel. Ask an admin to grant it in `{key}` of the config."
+            )
+        ],
         private=True,
     )
 

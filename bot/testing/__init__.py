@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from bot.core.approvals import Approval, ApprovalState
 from bot.core.audit_chain import GENESIS, ChainedEntry, entry_hash
 from bot.core.blocks import Block, plain_text
 from bot.core.commands import Command, CommandResult, Target
@@ -224,6 +225,8 @@ class MemoryStore:
         self.timers: list[EscalationTimer] = []
         self.timer_states: dict[str, _TimerState] = {}
         self.oncall_overrides: list[Override] = []
+        #: Requests to run a mutating runbook, by id, in the order made (issue #9).
+        self.approval_records: dict[str, Approval] = {}
         self.counter = 0
         self._lock = asyncio.Lock()
 
@@ -384,6 +387,44 @@ class MemoryStore:
     async def overrides(self, now: datetime) -> list[Override]:
         return sorted((o for o in self.oncall_overrides if o.ends_at > now), key=lambda o: o.created_at)
 
+    # -- approvals of mutating runbooks (issue #9) -------------------------------------------------
+
+    async def get_approval(self, approval_id: str) -> Approval | None:
+        return self.approval_records.get(approval_id)
+
+    async def transition_approval(
+        self,
+        approval_id: str,
+        expect: Sequence[ApprovalState],
+        to: ApprovalState,
+        at: datetime,
+        *,
+        decided_by: str | None = None,
+        decider: str | None = None,
+        outcome: str | None = None,
+        unexpired: bool = False,
+    ) -> Approval | None:
+        async with self._lock:
+            found = self.approval_records.get(approval_id)
+            if found is None or found.state not in expect or (unexpired and at >= found.expires_at):
+                return None
+            changes: dict[str, Any] = {"state": to}
+            if decided_by is not None or decider is not None:
+                changes.update(decided_by=decided_by, decider=decider, decided_at=at)
+            if outcome is not None:
+                changes["outcome"] = outcome
+            self.approval_records[approval_id] = found = found.model_copy(update=changes)
+            return found
+
+    async def due_approvals(self, now: datetime, *, limit: int = 100) -> list[Approval]:
+        due = [a for a in self.approval_records.values() if a.state is ApprovalState.PENDING and a.expires_at <= now]
+        return sorted(due, key=lambda a: (a.expires_at, a.id))[:limit]
+
+    async def approvals(self, incident_id: str) -> list[Approval]:
+        return sorted(
+            (a for a in self.approval_records.values() if a.incident_id == incident_id), key=lambda a: a.created_at
+        )
+
 
 class _MemoryTransaction:
     """Writes are buffered and applied at commit, so an exception inside the transaction loses them."""
@@ -400,6 +441,7 @@ class _MemoryTransaction:
         self.timers: list[EscalationTimer] = []
         self.cancelled: dict[str, datetime] = {}  # incident id → when its stored timers were cancelled
         self.fired: dict[str, datetime] = {}  # timer id → when this transaction fired it
+        self.approvals: list[Approval] = []
 
     def commit(self) -> None:
         self.store.incidents.update(self.incidents)
@@ -424,9 +466,16 @@ class _MemoryTransaction:
             if timer.id not in self.store.timer_states:
                 self.store.timers.append(timer)
                 self.store.timer_states[timer.id] = _TimerState()
+        for approval in self.approvals:
+            if approval.id in self.store.approval_records:
+                raise ValueError(f"approval {approval.id} exists already")  # the SQL store's primary key
+            self.store.approval_records[approval.id] = approval
 
     async def lock_group(self, key: str) -> None:
         return None  # the store's single lock already serialises every transaction
+
+    async def add_approval(self, approval: Approval) -> None:
+        self.approvals.append(approval)
 
     async def get_alert(self, fingerprint: str) -> StoredAlert | None:
         return self.alerts.get(fingerprint) or self.store.alerts.get(fingerprint)

@@ -39,6 +39,7 @@ from bot.adapters.db.direct import DirectStatements, direct_statements
 from bot.adapters.db.pending import PendingWrites, watch
 from bot.adapters.db.statements import Statements, statements
 from bot.adapters.db.tables import (
+    approvals,
     audit,
     chat_threads,
     diagnoses,
@@ -51,6 +52,7 @@ from bot.adapters.db.tables import (
     pagings,
 )
 from bot.adapters.db.writer import Writer
+from bot.core.approvals import Approval, ApprovalState
 from bot.core.audit_chain import GENESIS, ChainedEntry, entry_hash
 from bot.core.incidents import (
     ChatThread,
@@ -311,6 +313,9 @@ class SqlTransaction:
         )
         return bool((await self.conn.execute(stmt)).rowcount == 1)
 
+    async def add_approval(self, approval: Approval) -> None:
+        await self.conn.execute(approvals.insert().values(**approval.model_dump(mode="python")))
+
 
 async def _get_paging(conn: AsyncConnection, incident_id: str) -> Paging | None:
     stmt = select(*_columns(pagings, Paging)).where(pagings.c.incident_id == incident_id)
@@ -359,9 +364,7 @@ class SqlStore:
 
     async def list_incidents(self, *, limit: int = 50) -> list[Incident]:
         stmt = (
-            select(*_columns(incidents, Incident))
-            .order_by(incidents.c.opened_at.desc(), incidents.c.seq)
-            .limit(limit)
+            select(*_columns(incidents, Incident)).order_by(incidents.c.opened_at.desc(), incidents.c.seq).limit(limit)
         )
         async with self._read() as conn:
             return [_model(Incident, row) for row in await conn.execute(stmt)]
@@ -600,6 +603,58 @@ class SqlStore:
         )
         async with self._read() as conn:
             return [_model(Override, row) for row in await conn.execute(stmt)]
+
+    # -- approvals of mutating runbooks (issue #9) -------------------------------------------------
+
+    async def get_approval(self, approval_id: str) -> Approval | None:
+        async with self._read() as conn:
+            stmt = select(*_columns(approvals, Approval)).where(approvals.c.id == approval_id)
+            return _first(Approval, (await conn.execute(stmt)).mappings().all())
+
+    async def transition_approval(
+        self,
+        approval_id: str,
+        expect: Sequence[ApprovalState],
+        to: ApprovalState,
+        at: datetime,
+        *,
+        decided_by: str | None = None,
+        decider: str | None = None,
+        outcome: str | None = None,
+        unexpired: bool = False,
+    ) -> Approval | None:
+        changes: dict[str, Any] = {"state": to.value}
+        if decided_by is not None or decider is not None:
+            changes.update(decided_by=decided_by, decider=decider, decided_at=at)
+        if outcome is not None:
+            changes["outcome"] = outcome
+        where = [approvals.c.id == approval_id, approvals.c.state.in_([s.value for s in expect])]
+        if unexpired:
+            where.append(approvals.c.expires_at > at)
+        async with self._writer.begin() as conn:
+            if not (await conn.execute(update(approvals).where(*where).values(**changes))).rowcount:
+                return None
+            stmt = select(*_columns(approvals, Approval)).where(approvals.c.id == approval_id)
+            return _first(Approval, (await conn.execute(stmt)).mappings().all())
+
+    async def due_approvals(self, now: datetime, *, limit: int = 100) -> list[Approval]:
+        stmt = (
+            select(*_columns(approvals, Approval))
+            .where(approvals.c.state == ApprovalState.PENDING.value, approvals.c.expires_at <= now)
+            .order_by(approvals.c.expires_at, approvals.c.id)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            return [_model(Approval, row) for row in await conn.execute(stmt)]
+
+    async def approvals(self, incident_id: str) -> list[Approval]:
+        stmt = (
+            select(*_columns(approvals, Approval))
+            .where(approvals.c.incident_id == incident_id)
+            .order_by(approvals.c.created_at, approvals.c.id)
+        )
+        async with self._read() as conn:
+            return [_model(Approval, row) for row in await conn.execute(stmt)]
 
 
 if TYPE_CHECKING:  # mypy checks that the adapter satisfies the port

@@ -282,3 +282,29 @@ oncall_overrides = Table(
     Column("created_by", String(255), nullable=False),
     Index("ix_oncall_overrides_ends_at", "ends_at"),
 )
+
+# -- approvals of mutating runbooks (issue #9; migration 0006) ----------------------------------------
+
+#: Requests to run a mutating runbook (``bot.core.approvals.Approval``); every change is a conditional update.
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("incident_id", String(64), _incident_fk(), nullable=False),
+    Column("runbook", String(64), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("params", Json, nullable=False),
+    Column("asked_by", String(255), nullable=False),
+    Column("asker", String(255), nullable=False),
+    Column("channel", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("decided_by", String(255)),
+    Column("decider", String(255)),
+    Column("decided_at", UTCDateTime),
+    Column("outcome", Text),
+    CheckConstraint("state IN ('pending', 'running', 'done', 'failed', 'denied', 'expired')", name="state"),
+    Index("ix_approvals_state_expires_at", "state", "expires_at"),
+    Index("ix_approvals_incident_id", "incident_id"),
+)

@@ -53,7 +53,7 @@ async def test_upgrade_is_idempotent_and_keeps_the_data(db_url: str) -> None:
         assert [i.id for i in await store.list_incidents()] == ["1"]
     finally:
         await engine.dispose()
-    assert await revision(db_url) == "0005"
+    assert await revision(db_url) == "0006"
 
 
 async def test_upgrade_runs_on_a_database_that_already_holds_other_tables(db_url: str) -> None:
@@ -88,13 +88,13 @@ async def test_the_migrations_build_exactly_the_tables_the_store_uses(db_url: st
 
 async def test_replicas_starting_at_once_migrate_one_after_the_other(db_url: str) -> None:
     await asyncio.gather(*(upgrade(db_url) for _ in range(3)))
-    assert await revision(db_url) == "0005"
+    assert await revision(db_url) == "0006"
 
 
 async def test_upgrade_blocking_runs_from_inside_a_running_loop(db_url: str) -> None:
     """Synchronous callers get a worker thread with its own loop instead of asyncio.run in ours."""
     upgrade_blocking(db_url)
-    assert await revision(db_url) == "0005"
+    assert await revision(db_url) == "0006"
 
 
 async def test_the_alembic_command_line_upgrades_the_database(db_url: str) -> None:
@@ -106,4 +106,4 @@ async def test_the_alembic_command_line_upgrades_the_database(db_url: str) -> No
             timeout=60, check=False,
         )
         assert done.returncode == 0, done.stderr
-    assert await revision(db_url) == "0005"
+    assert await revision(db_url) == "0006"
