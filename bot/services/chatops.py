@@ -319,24 +319,17 @@ def _event(incident: str, at: datetime, kind: str, text: str, actor: Actor) -> T
 _WHAT = {
     "read": "read incidents",
     "respond": "acknowledge, resolve, escalate or re-run",
-    "operate": "run diagnoses and runbooks, or ask for or approve a change",
+    "operate": "run diagnoses, runbooks or changes",
 }
 
 
 def _refused(actor: Actor, permission: Permission) -> ChatReply:
-    role = _ROLE_FOR[permission]
-    key = f"{actor.platform}.allow.roles"
-    if permission != "read":
-        key += f"` (or `{actor.platform}.allow.{permission}`"
-    return ChatReply(
-        [
-            Section(
-                f"Sorry {actor.name}, you may not {_WHAT[permission]} here: that needs the {role} role in this "
-                f"channel. Ask an admin to grant it in `{key}` of the config."
-            )
-        ],
-        private=True,
+    """Short enough for a Telegram button's answer (200 characters)."""
+    text = (
+        f"Sorry {actor.name[:40]}, you may not {_WHAT[permission]} here: that needs the {_ROLE_FOR[permission]} "
+        f"role. Ask an admin for it (`{actor.platform}.allow.roles`)."
     )
+    return ChatReply([Section(text)], private=True)
 
 
 _SAID = {

@@ -116,7 +116,7 @@ async def test_responding_outside_the_incident_channels_is_refused_answered_and_
     number = await opened(ops)
     reply = await ops.act(MALLORY, "resolve", number)
     assert "you may not acknowledge, resolve, escalate or re-run here" in plain_text(reply.blocks)
-    assert "slack.allow.respond" in plain_text(reply.blocks) and reply.private
+    assert "the responder role" in plain_text(reply.blocks) and reply.private
     assert store.incidents[number].state is IncidentState.TRIGGERED
     refused = [e for e in await store.timeline(number) if e.kind == "refused"]
     assert [(e.text, e.actor) for e in refused] == [("resolve refused to @mallory (slack)", "@mallory (slack)")]
@@ -127,7 +127,7 @@ async def test_operate_needs_a_listed_user_or_group_even_in_an_incident_channel(
 ) -> None:
     bob = Actor("slack", "U0BOB", "@bob", "C0INCIDENTS")
     refused = await ops.run(bob, parse("diagnose web-1"))
-    assert "may not run diagnoses and runbooks" in plain_text(refused.blocks)
+    assert "may not run diagnoses, runbooks or changes" in plain_text(refused.blocks)
     assert diagnoses.asked == []
     by_group = await ops.run(OPS, parse("diagnose web-1 502"))
     assert "Suspected cause: Upstream" in plain_text(by_group.blocks) or "upstream_down" in plain_text(by_group.blocks)

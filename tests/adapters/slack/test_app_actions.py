@@ -100,7 +100,7 @@ async def test_a_refused_click_is_answered_privately_and_recorded_on_the_timelin
     assert (event.kind, event.actor) == ("refused", "@carol (slack)")
     (private,) = wired.slack.ephemerals
     assert private["user"] == CAROL
-    assert "Sorry @carol, you may not acknowledge" in shown(private) and "slack.allow.respond" in shown(private)
+    assert "Sorry @carol, you may not acknowledge" in shown(private) and "slack.allow.roles" in shown(private)
 
 
 async def test_a_refused_diagnosis_is_answered_privately_and_nothing_runs(wired: Bench) -> None:
@@ -108,7 +108,7 @@ async def test_a_refused_diagnosis_is_answered_privately_and_nothing_runs(wired:
     assert response.status_code == 200
     await wired.app.drain()
     (reply,) = wired.slack.responses(url)
-    assert reply["response_type"] == "ephemeral" and "may not run diagnoses and runbooks" in reply["text"]
+    assert reply["response_type"] == "ephemeral" and "may not run diagnoses, runbooks or changes" in reply["text"]
     assert wired.diagnose.calls == [] and wired.slack.history(INCIDENTS) == []
 
 
