@@ -695,7 +695,8 @@ sshd then runs it for every session of that key; it reads the asked command line
 SSH_ORIGINAL_COMMAND and executes it (no shell) only if it is exactly a command line the installed
 runbooks send, with paths under the allowed roots (--list shows both). Anything else exits 126 with
 one line on stderr and in syslog (authpriv) saying why. --root adds a directory (an app's own logs,
-/srv/shop/log) to every kind of path.
+/srv/shop/log) to every kind of path. --read-only also refuses every command that only a runbook which
+changes the host sends (restart_unit, clear_cache): the safer choice when the bot must never change it.
 """
 
 
@@ -706,6 +707,9 @@ def gate(
     root: Annotated[
         list[str] | None, typer.Option("--root", metavar="DIR", help="Also allow paths under DIR (repeatable).")
     ] = None,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Refuse the commands of runbooks that change the host.")
+    ] = False,
 ) -> None:
     import os  # noqa: PLC0415 - the gate runs for every remote command: import only what it needs
 
@@ -716,9 +720,9 @@ def gate(
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if list_shapes:
-        sys.stdout.write(forced.listing(forced.installed(), policy, as_json=as_json))
+        sys.stdout.write(forced.listing(forced.installed(), policy, as_json=as_json, read_only=read_only))
         return
-    raise typer.Exit(forced.run(os.environ, policy))
+    raise typer.Exit(forced.run(os.environ, policy, read_only=read_only))
 
 
 audit_app = typer.Typer(help="The tamper-evident audit log: commands, approvals, role decisions.", no_args_is_help=True)

@@ -14,7 +14,11 @@ a command line the bot itself sends:
    ``timeout -k 2 SECONDS``, optionally ``sudo -n`` or ``sudo -n -u ACCOUNT``;
 4. the rest matches a :class:`~bot.runbook.shapes.Shape` of an installed runbook (the
    ``incident_bot.runbooks`` entry points), with paths under the allowed roots, and, after sudo, only
-   a shape that names that account.
+   a shape that names that account;
+5. with ``--read-only``, a shape of a read-only runbook: the shapes only mutating runbooks declare
+   (``systemctl restart``, ``find … -delete`` and the checks around them) are refused, so the bot can
+   read the host but never change it, whatever is approved in chat. A command a read-only runbook
+   sends too still passes.
 
 Then the whole argv is executed directly (``os.execvp``: no shell). Anything else exits 126 with one
 line on stderr and in syslog (authpriv, ``incident-bot-gate``) saying why; the line shows the refused
@@ -50,10 +54,11 @@ SHOWN = 200
 
 @dataclass(frozen=True)
 class Entry:
-    """One allowed shape and the runbook that declares it."""
+    """One allowed shape, the runbook that declares it, and whether that runbook changes the host."""
 
     runbook: str
     shape: Shape
+    mutating: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,11 +76,16 @@ class Verdict:
 def installed() -> list[Entry]:
     """Every shape of every installed runbook (broken plugins are left out: they run nowhere)."""
     catalog = load()
-    return [Entry(name, shape) for name, runbook in sorted(catalog.runbooks.items()) for shape in runbook.shapes]
+    return [
+        Entry(name, shape, runbook.mutating)
+        for name, runbook in sorted(catalog.runbooks.items())
+        for shape in runbook.shapes
+    ]
 
 
-def check(line: str | None, entries: Sequence[Entry], policy: Policy) -> Verdict:
-    """Whether ``line`` (``SSH_ORIGINAL_COMMAND``) may run, and the argv to run."""
+def check(line: str | None, entries: Sequence[Entry], policy: Policy, *, read_only: bool = False) -> Verdict:
+    """Whether ``line`` (``SSH_ORIGINAL_COMMAND``) may run, and the argv to run; ``read_only`` leaves the
+    shapes of mutating runbooks out."""
     if not line:
         return Verdict(reason="no command asked (an interactive login or a subsystem)")
     try:
@@ -102,6 +112,14 @@ def check(line: str | None, entries: Sequence[Entry], policy: Policy) -> Verdict
     fits = [e for e in entries if e.shape.matches(command, policy)]
     if not fits:
         return Verdict(reason=f"no installed runbook sends this `{command[0][:40]}` command")
+    if read_only and all(e.mutating for e in fits):
+        names = ", ".join(sorted({e.runbook for e in fits}))
+        what = command[0][:40]
+        return Verdict(
+            reason=f"read-only gate: only a runbook that changes the host ({names}) sends this `{what}` command"
+        )
+    if read_only:
+        fits = [e for e in fits if not e.mutating]
     if account is not None and not any(account in e.shape.sudo for e in fits):
         return Verdict(reason=f"no runbook runs this `{command[0][:40]}` command with sudo as {account}")
     return Verdict(argv=tuple(argv))
@@ -139,10 +157,13 @@ def run(
     policy: Policy,
     entries: Sequence[Entry] | None = None,
     execute: Callable[[str, list[str]], object] = os.execvp,
+    *,
+    read_only: bool = False,
 ) -> int:
-    """Check ``SSH_ORIGINAL_COMMAND`` and execute it (never returns then); else log and return 126."""
+    """Check ``SSH_ORIGINAL_COMMAND`` and execute it (never returns then); else log and return 126.
+    ``read_only`` (``--read-only``) refuses the commands only mutating runbooks send."""
     line = environ.get("SSH_ORIGINAL_COMMAND")
-    verdict = check(line, installed() if entries is None else entries, policy)
+    verdict = check(line, installed() if entries is None else entries, policy, read_only=read_only)
     if not verdict.allowed:
         log_refusal(verdict.reason, line, environ)
         return REFUSED
@@ -158,18 +179,33 @@ def run(
     return REFUSED  # os.execvp never returns; a stand-in ``execute`` may
 
 
-def listing(entries: Sequence[Entry], policy: Policy, *, as_json: bool) -> str:
-    """The allowed shapes (``--list``): one line each, ``RUNBOOK SUDO SHAPE``, or JSON with the roots."""
+def listing(entries: Sequence[Entry], policy: Policy, *, as_json: bool, read_only: bool = False) -> str:
+    """The allowed shapes (``--list``): one line each, ``RUNBOOK SUDO SHAPE`` (a mutating runbook's marked
+    ``(mutating runbook)``), or JSON with the roots; ``read_only`` leaves mutating runbooks' shapes out."""
+    shown = [e for e in entries if not (read_only and e.mutating)]
     if as_json:
         shapes = [
-            {"runbook": e.runbook, "program": e.shape.program, "sudo": list(e.shape.sudo), "shape": e.shape.describe()}
-            for e in entries
+            {
+                "runbook": e.runbook,
+                "program": e.shape.program,
+                "sudo": list(e.shape.sudo),
+                "shape": e.shape.describe(),
+                "mutating": e.mutating,
+            }
+            for e in shown
         ]
         roots = {kind: list(paths) for kind, paths in policy.roots.items()}
-        return json.dumps({"wrapper": [*WRAPPER, "SECONDS"], "roots": roots, "shapes": shapes}, indent=1) + "\n"
+        body = {"wrapper": [*WRAPPER, "SECONDS"], "read_only": read_only, "roots": roots, "shapes": shapes}
+        return json.dumps(body, indent=1) + "\n"
     lines = [f"# every command runs as: {' '.join(WRAPPER)} SECONDS [sudo -n [-u ACCOUNT]] COMMAND"]
     lines += [f"# <{kind} path> under: {' '.join(paths)}" for kind, paths in policy.roots.items()]
-    for e in entries:
+    changing = sorted({e.runbook for e in entries if e.mutating})
+    if changing and read_only:
+        lines.append(f"# read-only: the commands of {', '.join(changing)} (they change the host) are refused")
+    elif changing:
+        lines.append(f"# {', '.join(changing)} change the host (after an approval in chat); --read-only refuses them")
+    for e in shown:
         sudo = "sudo:" + ",".join(e.shape.sudo) if e.shape.sudo else "-"
-        lines.append(f"{e.runbook:<15} {sudo:<14} {e.shape.describe()}")
+        mark = "  (mutating runbook)" if e.mutating else ""
+        lines.append(f"{e.runbook:<15} {sudo:<14} {e.shape.describe()}{mark}")
     return "\n".join(lines) + "\n"

@@ -4,7 +4,8 @@ The shapes the gate allows are the runbooks' own declarations (``Runbook.shapes`
 them honest: every runbook is driven through many scenarios (facts of all kinds, replies that succeed,
 fail, are refused or missing, the captured Apache/HAProxy discovery) and every command it yields, as the
 SSH adapter's ``build_argv`` wraps it, must pass the gate with only that runbook's shapes. The rest pin
-refusals: shell syntax, other wrappers, other paths, extra arguments, sudo where no shape has it.
+refusals: shell syntax, other wrappers, other paths, extra arguments, sudo where no shape has it, a cache
+root itself, and under ``--read-only`` every command only a mutating runbook sends.
 tests/test_gate_sshd.py runs the same gate behind a real sshd against the fault lab.
 """
 
@@ -13,8 +14,10 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,7 +31,7 @@ from bot.runbook.base import Reply, Runbook, Step
 from bot.runbook.registry import load
 from bot.runbook.shapes import Policy
 from runbooks.service_status import PROBE
-from tests.deploy.sudo_commands import FACTS, answer, pg_isready_accepting
+from tests.deploy.sudo_commands import FACTS, answer, params_of, pg_isready_accepting
 
 ROOT = Path(__file__).resolve().parents[1]
 DISCOVERY = ROOT / "tests" / "fixtures" / "runbooks" / "discovery"
@@ -53,8 +56,11 @@ RICH: list[dict[str, str]] = [
         "upstreams": "127.0.0.1:8000,https://api.internal:8443,unix:/run/php/php8.2-fpm.sock,[::1]:9000,backend:80",
         "tls_hosts": "shop.example.com:443,10.0.0.5:8443",
         "site_url": "https://shop.example.com/healthz",
+        "cache_dirs": "thumbs=/var/cache/shop/thumbs,pages=/srv/shop/cache",
     },
     {
+        "units": "gunicorn,php8.2-fpm.service",
+        "cache_dirs": "thumbs=/var/www/shop/var/cache/",
         "pg_host": "db.internal",
         "pg_port": "6432",
         "mysql_host": "/run/mysqld/mysqld.sock",
@@ -86,6 +92,10 @@ def healthy(command: Command) -> CommandResult:
         return _ok(command, "failed\nactive\n", status=3)
     if argv[:2] == ("cat", "--"):
         return _ok(command, "1234\n")
+    if program == "stat":
+        return _ok(command, "directory\n")
+    if program == "du":
+        return _ok(command, f"4\t{argv[-1]}\n")
     return _ok(command)
 
 
@@ -115,7 +125,7 @@ Replier = Callable[[Command], CommandResult]
 
 def driven(runbook: type[Runbook], facts: dict[str, str], reply: Replier) -> Iterator[Command]:
     """Every command ``runbook`` yields with these facts and replies."""
-    steps = runbook(facts=facts).steps()
+    steps = runbook(params_of(runbook), facts).steps()
     try:
         step: Step = next(steps)
         for _ in range(200):
@@ -282,3 +292,132 @@ def test_a_bad_root_is_a_usage_error(bad: str) -> None:
     done = _gate(None, "--list", "--root", bad)
     assert done.returncode == 2
     assert len(done.stderr.splitlines()) == 1 and "--root" in done.stderr
+
+
+# -- mutating runbooks: cache paths strictly below a root, and --read-only ----------------------------
+
+MUTATING = sorted(name for name, runbook in load().runbooks.items() if runbook.mutating)
+
+
+def _sent_by(name: str) -> dict[str, Policy]:
+    """Every command line runbook ``name`` sends in the scenarios, as the adapter wraps it, and the
+    scenario's policy."""
+    runbook = load().runbooks[name]
+    return {_line(c): policy for facts, reply, policy in _scenarios() for c in driven(runbook, facts, reply)}
+
+
+def test_the_mutating_runbooks_are_the_two_of_issue_9() -> None:
+    assert MUTATING == ["clear_cache", "restart_unit"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/var/cache", "/var/cache/", "/srv", "/var/lib", "/", "/var/cache/../lib/postgresql", "/var/cachex/y", "/etc/x"],
+)
+def test_find_delete_is_refused_on_a_cache_root_itself_and_outside_them(path: str) -> None:
+    verdict = _check(f"{WRAP} sudo -n find {path} -xdev -mindepth 1 -delete")
+    assert not verdict.allowed and "no installed runbook" in verdict.reason, verdict
+
+
+def test_find_delete_passes_strictly_below_a_cache_root_and_resolved_links_must_stay_below(tmp_path: Path) -> None:
+    """`--root DIR` makes DIR a cache root too (never deletable itself); a link below it that resolves to the
+    root itself, or out of it, is refused when the policy resolves paths."""
+    assert _check(f"{WRAP} sudo -n find /var/cache/shop/thumbs -xdev -mindepth 1 -delete").allowed
+    assert _check(f"{WRAP} du -sk -- /srv/shop/cache").allowed
+    policy = Policy().with_roots([str(tmp_path)])
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "to-root").symlink_to(tmp_path)
+    (tmp_path / "to-etc").symlink_to("/etc")
+    delete = "-xdev -mindepth 1 -delete"
+    assert _check(f"{WRAP} find {tmp_path}/cache {delete}", policy).allowed
+    assert not _check(f"{WRAP} find {tmp_path} {delete}", policy).allowed
+    assert not _check(f"{WRAP} find {tmp_path}/to-root {delete}", policy).allowed
+    assert not _check(f"{WRAP} find {tmp_path}/to-etc {delete}", policy).allowed
+    assert not _check(f"{WRAP} find {tmp_path}/to-etc/ssh {delete}", policy).allowed
+
+
+@pytest.mark.parametrize("name", MUTATING)
+def test_read_only_refuses_every_command_only_a_mutating_runbook_sends(name: str) -> None:
+    """Under --read-only a mutating runbook's commands are refused, each with the reason, unless a read-only
+    runbook sends the very same command (restart_unit's `systemctl is-active` is service_status's too)."""
+    entries = gate.installed()
+    reading = [e for e in entries if not e.mutating]
+    refused = 0
+    for line, policy in _sent_by(name).items():
+        assert gate.check(line, entries, policy).allowed, line
+        verdict = gate.check(line, entries, policy, read_only=True)
+        if gate.check(line, reading, policy).allowed:
+            assert verdict.allowed, line
+        else:
+            refused += 1
+            assert not verdict.allowed and verdict.reason.startswith("read-only gate: only a runbook that changes"), (
+                line,
+                verdict,
+            )
+            assert name in verdict.reason
+    assert refused > 0
+
+
+def test_read_only_refuses_the_restart_and_the_delete_themselves() -> None:
+    for line in (
+        f"{WRAP} sudo -n systemctl restart -- gunicorn.service",
+        f"{WRAP} systemctl restart -- gunicorn.service",
+        f"{WRAP} sudo -n find /var/cache/shop/thumbs -xdev -mindepth 1 -delete",
+        f"{WRAP} find /var/cache/shop/thumbs -xdev -mindepth 1 -delete",
+    ):
+        assert _check(line).allowed, line
+        verdict = gate.check(line, gate.installed(), POLICY, read_only=True)
+        assert not verdict.allowed and "read-only gate" in verdict.reason, line
+
+
+@pytest.mark.parametrize("name", sorted(n for n, rb in load().runbooks.items() if not rb.mutating))
+def test_read_only_passes_every_command_of_the_read_only_runbooks(name: str) -> None:
+    entries = gate.installed()
+    lines = _sent_by(name)
+    assert lines
+    for line, policy in lines.items():
+        verdict = gate.check(line, entries, policy, read_only=True)
+        assert verdict.allowed, (line, verdict.reason)
+
+
+def test_read_only_refuses_for_real_with_126_and_deletes_nothing() -> None:
+    """`incident-bot gate --read-only` given clear_cache's find and restart_unit's restart: 126 and one line
+    each, the cache's files still there; the same find through the plain gate really empties the cache."""
+    base = Path(tempfile.mkdtemp(prefix="incident-bot-gate-test-", dir="/var/cache"))
+    try:
+        cache = base / "thumbs"
+        (cache / "sub").mkdir(parents=True)
+        (cache / "a.bin").write_bytes(b"x" * 4096)
+        (cache / "sub" / "b.bin").write_bytes(b"y")
+        find = f"{WRAP} find {cache} -xdev -mindepth 1 -delete"
+        for line in (find, f"{WRAP} sudo -n systemctl restart -- gunicorn.service"):
+            done = _gate(line, "--read-only")
+            assert done.returncode == 126, done
+            [said] = done.stderr.splitlines()
+            assert said.startswith("incident-bot gate: refused a command from 192.0.2.7: read-only gate: only a")
+        assert sorted(p.name for p in cache.rglob("*")) == ["a.bin", "b.bin", "sub"]
+        done = _gate(find)
+        assert done.returncode == 0, done.stderr
+        assert cache.is_dir() and list(cache.iterdir()) == []
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_list_marks_the_mutating_runbooks_and_read_only_leaves_them_out() -> None:
+    text = _gate(None, "--list").stdout
+    assert "# clear_cache, restart_unit change the host (after an approval in chat); --read-only refuses them" in text
+    restart = next(line for line in text.splitlines() if "systemctl restart" in line)
+    assert restart.startswith("restart_unit") and "sudo:root" in restart and restart.endswith("(mutating runbook)")
+    assert "find <cache path below a root> -xdev -mindepth 1 -delete" in text
+    assert "# <cache path> under: /var/cache /srv /var/www /opt /var/lib" in text
+    listed = json.loads(_gate(None, "--list", "--json").stdout)
+    assert listed["read_only"] is False
+    assert {s["runbook"] for s in listed["shapes"] if s["mutating"]} == {"clear_cache", "restart_unit"}
+    narrow = _gate(None, "--list", "--read-only")
+    assert narrow.returncode == 0, narrow.stderr
+    assert "# read-only: the commands of clear_cache, restart_unit (they change the host) are refused" in narrow.stdout
+    assert "systemctl restart" not in narrow.stdout and "-delete" not in narrow.stdout
+    assert "systemctl is-active -- (<unit>){1,8}" in narrow.stdout  # service_status's, still allowed
+    strict = json.loads(_gate(None, "--list", "--json", "--read-only").stdout)
+    assert strict["read_only"] is True and not [s for s in strict["shapes"] if s["mutating"]]
+    assert {s["runbook"] for s in strict["shapes"]} == set(load().runbooks) - {"clear_cache", "restart_unit"}

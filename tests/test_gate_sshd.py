@@ -6,11 +6,14 @@ allowed by its config, so that `restrict` is what refuses them) holds the same k
 (``--root /tmp``: the lab lives there, and discovery also reads any other lab's nginx running on this
 machine, which the plain door reads too).
 `incident-bot diagnose` runs every built-in runbook through each door and the findings must agree;
-injected commands, a PTY and port forwarding through the gated door get nothing.
+injected commands, a PTY and port forwarding through the gated door get nothing. A second key of the bot
+is forced to ``gate --read-only --root /tmp``: clear_cache, run through it by the runner as an approved
+request is, gets 126 and deletes nothing, while reads still pass.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
@@ -18,6 +21,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -29,10 +33,15 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.adapters.ssh import build_argv
+from bot.adapters.ssh import SshExecutor, build_argv
+from bot.config import load_settings
 from bot.core.commands import Command
+from bot.core.ports import AuditEntry
 from bot.lab import Lab, probe
 from bot.lab.process import free_port
+from bot.services.runner import HostPlan, Runner
+from bot.services.targets import resolve
+from runbooks.clear_cache import ClearCache
 from tests.labfixture import running_lab
 
 SSHD = "/usr/sbin/sshd"
@@ -50,16 +59,18 @@ class Door:
     root: Path
     port: int
     gated_config: Path
+    #: The same door for the bot's second key, whose forced command is ``gate --read-only --root /tmp``.
+    read_only_config: Path
 
-    def ssh(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def ssh(self, *args: str, timeout: float = 30, key: Path | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*self.ssh_argv(), *args], capture_output=True, text=True, check=False, timeout=timeout,
+            [*self.ssh_argv(key), *args], capture_output=True, text=True, check=False, timeout=timeout,
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
 
-    def ssh_argv(self) -> list[str]:
-        paths = self.lab.paths
-        return ["ssh", "-F", "/dev/null", "-i", str(paths.user_key), "-p", str(self.port), "-o", "BatchMode=yes",
+    def ssh_argv(self, key: Path | None = None) -> list[str]:
+        key = key or self.lab.paths.user_key
+        return ["ssh", "-F", "/dev/null", "-i", str(key), "-p", str(self.port), "-o", "BatchMode=yes",
                 "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={self.root / 'known_hosts'}",
                 "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5", "-l", self.lab.state.user]  # fmt: skip
 
@@ -78,7 +89,13 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
         (root / "known_hosts").write_text(f"[127.0.0.1]:{port} {kind} {blob}\n")
         key = Path(f"{lab.paths.user_key}.pub").read_text().strip()
         forced = f"{INCIDENT_BOT} gate --root /tmp"
-        (root / "authorized_keys").write_text(f'restrict,command="{forced}" {key}\n')
+        read_only_key = root / "read_only_key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(read_only_key)], check=True)
+        second = Path(f"{read_only_key}.pub").read_text().strip()
+        (root / "authorized_keys").write_text(
+            f'restrict,command="{forced}" {key}\n'
+            f'restrict,command="{INCIDENT_BOT} gate --read-only --root /tmp" {second}\n'
+        )
         (root / "sshd_config").write_text(
             f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {root / 'sshd.pid'}\n"
             f"AuthorizedKeysFile {root / 'authorized_keys'}\nAuthenticationMethods publickey\n"
@@ -94,6 +111,9 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
         document["hosts"]["lab"].update(port=port, known_hosts=str(root / "known_hosts"))
         gated_config = root / "incident-bot.yaml"
         gated_config.write_text(yaml.safe_dump(document, sort_keys=False))
+        document["hosts"]["lab"]["identity"] = str(read_only_key)
+        read_only_config = root / "incident-bot-read-only.yaml"
+        read_only_config.write_text(yaml.safe_dump(document, sort_keys=False))
         with (root / "sshd.log").open("wb") as log:
             proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(root / "sshd_config")], stdout=log, stderr=log)
         try:
@@ -101,7 +121,7 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
             while not (root / "sshd.pid").exists():
                 assert proc.poll() is None and time.monotonic() < deadline, (root / "sshd.log").read_text()
                 time.sleep(0.05)
-            yield Door(lab, root, port, gated_config)
+            yield Door(lab, root, port, gated_config, read_only_config)
         finally:
             proc.terminate()
             proc.wait(10)
@@ -125,8 +145,9 @@ def kinds(body: dict[str, Any]) -> set[tuple[str, str]]:
 
 
 def test_every_runbook_finds_the_same_through_the_gate(door: Door, tmp_path: Path) -> None:
-    """All 17 runbooks (no --status: every one applies) over the plain and the gated door: the same
-    findings, every command of the gated run passed the gate (no exit 126) and ran."""
+    """All 17 read-only runbooks (no --status: every one applies; no --runbook: the mutating ones are left
+    out) over the plain and the gated door: the same findings, every command of the gated run passed the
+    gate (no exit 126) and ran."""
     door.lab.rotate_logs()
     probe(door.lab.url)
     plain, _ = diagnose(door.lab.paths.config, tmp_path / "plain")
@@ -135,6 +156,7 @@ def test_every_runbook_finds_the_same_through_the_gate(door: Door, tmp_path: Pat
     assert {e["argv"][9] for e in audit} >= {"df", "ss", "tail", "sh", "ps", "curl", "pg_isready", "psql"}
     assert kinds(gated) == kinds(plain)
     ran = {f["runbook"] for f in gated["findings"]}
+    assert not ran & {"restart_unit", "clear_cache"}, ran
     assert len(ran) >= 15, ran  # mysql and redis have no facts on the lab: they say so without a command
     assert not [f for f in gated["findings"] if f["kind"] == "runbook.command_failed"]
 
@@ -239,3 +261,50 @@ def test_local_remote_and_dynamic_port_forwarding_get_nothing(door: Door) -> Non
     with socket.socket() as sock:  # and the lab's site itself is still up: the refusals were the door's
         sock.settimeout(5)
         sock.connect(("127.0.0.1", http))
+
+
+class _Audit:
+    def __init__(self) -> None:
+        self.entries: list[AuditEntry] = []
+
+    def record(self, entry: AuditEntry) -> None:
+        self.entries.append(entry)
+
+
+def _clear_cache(config: Path, cache: Path) -> tuple[list[Any], list[AuditEntry]]:
+    """clear_cache on the lab host through ``config``'s door, driven by the runner as an approved run is."""
+    [target] = resolve("lab", load_settings(str(config)))
+    target = target.model_copy(update={"facts": {**target.facts, "cache_dirs": f"thumbs={cache}"}})
+    audit = _Audit()
+    plan = HostPlan(target=target, runbooks=[ClearCache], params={"clear_cache": {"cache": "thumbs"}})
+    report = asyncio.run(Runner(SshExecutor(audit, "test:gate"), deadline=60).run([plan]))
+    return report.findings, audit.entries
+
+
+def test_a_read_only_gate_refuses_what_changes_the_host_and_passes_reads(door: Door) -> None:
+    """Through the `--read-only` door: clear_cache's first command gets 126 (its finding quotes the gate's
+    line) and the cache keeps its files; restart_unit's restart gets 126; a read still passes. Through the
+    plain gated door the same clear_cache empties the cache."""
+    base = Path(tempfile.mkdtemp(prefix="incident-bot-gate-test-", dir="/var/cache"))
+    try:
+        cache = base / "thumbs"
+        (cache / "sub").mkdir(parents=True)
+        (cache / "a.bin").write_bytes(os.urandom(65536))
+        (cache / "sub" / "b.bin").write_bytes(b"b")
+        found, audit = _clear_cache(door.read_only_config, cache)
+        assert [(e.argv[9:], e.exit_status) for e in audit] == [(("stat", "-c", "%F", "--", str(cache)), 126)]
+        [finding] = found
+        assert finding.kind == "action.cache_clear_failed", finding.summary
+        assert finding.evidence[0].startswith("incident-bot gate: refused a command from 127.0.0.1: read-only gate")
+        assert sorted(p.name for p in cache.rglob("*")) == ["a.bin", "b.bin", "sub"]
+        key = door.root / "read_only_key"
+        restart = shlex.join(build_argv(Command.of("systemctl", "restart", "--", "nginx.service"), 30, sudo=True))
+        done = door.ssh("127.0.0.1", restart, key=key)
+        assert done.returncode == 126 and "read-only gate" in done.stderr, done
+        read = door.ssh("127.0.0.1", _line("cat", "/proc/pressure/cpu"), key=key)
+        assert read.returncode == 0 and read.stdout.startswith("some avg10="), read.stderr
+        found, audit = _clear_cache(door.gated_config, cache)
+        assert [f.kind for f in found] == ["action.cache_cleared"], [f.summary for f in found]
+        assert cache.is_dir() and list(cache.iterdir()) == []
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -5,9 +5,10 @@ sequence of tokens, each one of:
 
 * a ``str``: that exact argument (a program name, an option, a runbook's constant ``sh -c`` script);
 * a :class:`Slot`: one argument of a type: :class:`Int` in a range, :class:`PathArg` under the allowed
-  roots of its kind, :class:`Host`, :class:`HostPort`, :class:`Port`, :class:`Unit`, :class:`Name`,
-  :class:`Url`, :class:`Program` (a named binary in a system directory), :class:`Prefixed`
-  (``--port=`` + a slot), :class:`Either` (one of several slots);
+  roots of its kind (or strictly below them, for a directory a command deletes in), :class:`Host`,
+  :class:`HostPort`, :class:`Port`, :class:`Unit`, :class:`Name`, :class:`Url`, :class:`Program` (a named
+  binary in a system directory), :class:`Prefixed` (``--port=`` + a slot), :class:`Either` (one of
+  several slots);
 * a :class:`Repeat` of a token sequence (``Repeat(PathArg("log"), 1, 12)``; :func:`Opt` is 0 or 1)
   or an :class:`Alt` of sequences.
 
@@ -80,6 +81,10 @@ DEFAULT_ROOTS: Mapping[str, tuple[str, ...]] = {
     "app": ("/srv", "/var/www", "/opt"),
     # filesystems asked about with df (statfs only: any absolute path)
     "any": ("/",),
+    # cache directories the clear_cache runbook empties (``find DIR -xdev -mindepth 1 -delete``): always
+    # strictly below one of these (``PathArg("cache", below=True)``), never a root itself; the gate's
+    # ``--root`` adds to these as to every kind (``--read-only`` refuses the deletion everywhere)
+    "cache": ("/var/cache", "/srv", "/var/www", "/opt", "/var/lib"),
 }
 #: Directories a :class:`Program` may be started from (besides its bare name through PATH): root's own,
 #: never a ``--root`` directory, which may be writable by someone else.
@@ -171,29 +176,40 @@ class Int(Slot):
         return f"<int {self.lo}..{self.hi}>"
 
 
+def below(path: str, roots: Sequence[str]) -> bool:
+    """``path`` is strictly inside one of ``roots``: :func:`under` one, and none of them itself (nor ``/``)."""
+    text = path.rstrip("/") or "/"
+    return text != "/" and under(text, roots) and all(text != (root.rstrip("/") or "/") for root in roots)
+
+
 @dataclass(frozen=True)
 class PathArg(Slot):
     """A clean absolute path (:func:`clean_path`) under the policy's roots of one of ``kinds``.
 
     With ``policy.resolve`` the path's resolved location (symlinks followed) must be under those
-    roots too, so a link planted in a log directory does not lead elsewhere.
+    roots too, so a link planted in a log directory does not lead elsewhere. With ``below`` the path
+    (and its resolved location) must be strictly inside a root, never a root itself (:func:`below`):
+    what a command that deletes under the path needs.
     """
 
     kinds: tuple[str, ...]
+    below: bool = False
 
-    def __init__(self, *kinds: str) -> None:
+    def __init__(self, *kinds: str, below: bool = False) -> None:
         object.__setattr__(self, "kinds", kinds)
+        object.__setattr__(self, "below", below)
 
     def accepts(self, value: str, policy: Policy) -> bool:
         if not clean_path(value):
             return False
         roots = [root for kind in self.kinds for root in policy.roots.get(kind, ())]
-        if not under(value, roots):
+        inside = below if self.below else under
+        if not inside(value, roots):
             return False
-        return not policy.resolve or under(os.path.realpath(value), [os.path.realpath(r) for r in roots] + roots)
+        return not policy.resolve or inside(os.path.realpath(value), [os.path.realpath(r) for r in roots] + roots)
 
     def describe(self) -> str:
-        return f"<{'|'.join(self.kinds)} path>"
+        return f"<{'|'.join(self.kinds)} path{' below a root' if self.below else ''}>"
 
 
 @dataclass(frozen=True)

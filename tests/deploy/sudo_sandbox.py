@@ -2,9 +2,10 @@
 
 :func:`run_in_sandbox` starts ``unshare --mount`` (mounts stay private to that process tree) and, in
 it, this module as a script: it bind-mounts copies of /etc/passwd, /etc/group and /etc/shadow that add
-the bot's account, and the given sudoers file over /etc/sudoers, puts an empty tmpfs over /var/log,
-writes the log files the spec asks for (and, when asked, stand-in programs on an empty tmpfs over
-/usr/local/bin, for programs this machine lacks), then runs each check and prints the results as JSON.
+the bot's account, and the given sudoers file over /etc/sudoers, puts an empty tmpfs over /var/log (and
+over any other directory asked for, such as /var/cache), writes the files and symbolic links the spec
+asks for (and, when asked, stand-in programs on an empty tmpfs over /usr/local/bin, for programs this
+machine lacks), then runs each check and prints the results as JSON.
 Nothing outside the namespace sees any of it. Checks are either ``list`` (``sudo -l -U USER [-u
 ACCOUNT] -- ARGV``: is the command allowed, without running it) or ``run`` (ARGV run as the bot's user,
 for real: a whole command line as the SSH adapter sends it, ``env … timeout … sudo -n …``).
@@ -42,11 +43,16 @@ def run_in_sandbox(
     checks: list[dict[str, Any]],
     files: dict[str, str] | None = None,
     programs: dict[str, str] | None = None,
+    *,
+    tmpfs: tuple[str, ...] = (),
+    links: dict[str, str] | None = None,
 ) -> list[Any]:
     """Results of ``checks`` under ``sudoers`` (BASE + the text given), one per check, in order.
 
-    ``files`` are written 0600 root; ``programs`` (names → script text) become executables in
-    /usr/local/bin of the namespace (an empty tmpfs there)."""
+    ``tmpfs``: more directories to hide under an empty tmpfs (besides /var/log), before anything is
+    written; ``files`` are written 0600 root (their directories 0755); ``links`` (path → target) are
+    symbolic links; ``programs`` (names → script text) become executables in /usr/local/bin of the
+    namespace (an empty tmpfs there)."""
     if os.geteuid() != 0:
         raise AssertionError("the sudoers tests need root (a mount namespace and sudo -l -U)")
     absent = missing_tools()
@@ -55,7 +61,16 @@ def run_in_sandbox(
     with tempfile.TemporaryDirectory(prefix="ib-sudo-") as tmp:
         spec = Path(tmp) / "spec.json"
         spec.write_text(
-            json.dumps({"sudoers": BASE + sudoers, "checks": checks, "files": files or {}, "programs": programs or {}})
+            json.dumps(
+                {
+                    "sudoers": BASE + sudoers,
+                    "checks": checks,
+                    "files": files or {},
+                    "programs": programs or {},
+                    "tmpfs": list(tmpfs),
+                    "links": links or {},
+                }
+            )
         )
         done = subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "--", sys.executable, __file__, str(spec)],
@@ -106,12 +121,16 @@ def _sandbox(spec: dict[str, Any]) -> list[Any]:
     if check.returncode != 0:
         return [{"visudo": (check.stdout + check.stderr).strip()}]
     subprocess.run(["mount", "--bind", str(sudoers), "/etc/sudoers"], check=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/var/log"], check=True)
+    for directory in ["/var/log", *spec["tmpfs"]]:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", directory], check=True)
     for path, text in spec["files"].items():
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         target.write_text(text)
         target.chmod(0o600)
+    for path, pointed in spec["links"].items():
+        Path(path).parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        Path(path).symlink_to(pointed)
     if spec["programs"]:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/usr/local/bin"], check=True)
         for name, text in spec["programs"].items():

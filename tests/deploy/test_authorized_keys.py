@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,3 +124,14 @@ def test_the_example_as_shipped_lets_nobody_in(door: Door, tmp_path: Path) -> No
         line = _line().replace(GATE, str(gate)).replace("REPLACE_WITH_THE_BOTS_PUBLIC_KEY", blob)
         (door.root / "authorized_keys").write_text(line + "\n")
     assert done.returncode == 255 and "Permission denied" in done.stderr
+
+
+def test_the_documented_read_only_gate_is_an_option_the_gate_has() -> None:
+    """The safer line the comments offer (`gate --read-only`) runs: with --list it names what it refuses."""
+    text = EXAMPLE.read_text()
+    [command] = re.findall(r'command="(/usr/local/bin/incident-bot gate --read-only)"', text)
+    gate = Path(sys.executable).parent / "incident-bot"
+    argv = [str(gate), *command.split()[1:], "--list"]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "# read-only: the commands of clear_cache, restart_unit (they change the host) are refused" in done.stdout

@@ -52,7 +52,7 @@ def _aliases(snippet: str) -> dict[str, list[str]]:
     for line in text.splitlines():
         match = re.match(r"^Cmnd_Alias (\w+) = (.*)$", line)
         if match:
-            aliases[match[1]] = re.findall(r"(?:^|, )(/\S+) ", match[2] + " ")
+            aliases[match[1]] = re.findall(r"(?:^|,\s+)(/\S+) ", match[2] + " ")
     return aliases
 
 
@@ -81,7 +81,17 @@ def test_visudo_accepts_the_snippet() -> None:
 def test_the_runbooks_ask_sudo_for_each_kind_of_read_the_snippet_covers() -> None:
     """The derivation reaches every runbook that uses sudo, and sudo comes last: it starts the program itself."""
     found = sudo_argvs()
-    assert set(found) == {"access_log", "app_log", "discovery", "memory", "postgres", "proxy_log", "service_status"}
+    assert set(found) == {
+        "access_log",
+        "app_log",
+        "discovery",
+        "memory",
+        "postgres",
+        "proxy_log",
+        "service_status",
+        "restart_unit",
+        "clear_cache",
+    }
     programs = {(account, argv[0]) for argvs in found.values() for account, argv in argvs}
     assert programs == {
         ("root", "tail"),
@@ -90,6 +100,10 @@ def test_the_runbooks_ask_sudo_for_each_kind_of_read_the_snippet_covers() -> Non
         ("root", "/usr/sbin/nginx"),
         ("root", "supervisorctl"),
         ("postgres", "psql"),
+        ("root", "systemctl"),
+        ("root", "stat"),
+        ("root", "du"),
+        ("root", "find"),
     }
     for lines in sudo_lines().values():
         for line in lines:
@@ -179,10 +193,63 @@ def test_other_files_programs_and_arguments_are_refused() -> None:
     variants["psql reading a psqlrc"] = ("postgres", tuple(arg for arg in psql if arg != "-X"))
     conninfo = psql.index("-d") + 1
     variants["psql with a service file"] = ("postgres", (*psql[:conninfo], "service=x", *psql[conninfo + 1 :]))
+    variants.update(_mutating_variants())
     names = list(variants)
-    checks = [{"kind": "list", "account": variants[n][0], "argv": list(variants[n][1])} for n in names]
+    checks: list[dict[str, object]] = [
+        {"kind": "list", "account": variants[n][0], "argv": list(variants[n][1])} for n in names
+    ]
     allowed = _allowed(_snippet(), checks)
     assert [name for name, ok in zip(names, allowed, strict=True) if ok] == []
+
+
+def _mutating_variants() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """What a stolen bot key might try with the two mutating rules: other units, verbs, places, options."""
+    delete = ("-xdev", "-mindepth", "1", "-delete")
+    return {
+        "systemctl stop": ("root", ("systemctl", "stop", "--", "gunicorn.service")),
+        "systemctl disable": ("root", ("systemctl", "disable", "--", "gunicorn.service")),
+        "systemctl restart without --": ("root", ("systemctl", "restart", "gunicorn.service")),
+        "systemctl restart of a glob": ("root", ("systemctl", "restart", "--", "*")),
+        "systemctl restart of two units": ("root", ("systemctl", "restart", "--", "a.service", "b.service")),
+        "systemctl restart of an option": ("root", ("systemctl", "restart", "--", "--force")),
+        "systemctl restart as postgres": ("postgres", ("systemctl", "restart", "--", "gunicorn.service")),
+        "find on /var/cache itself": ("root", ("find", "/var/cache", *delete)),
+        "find on /var/cache/": ("root", ("find", "/var/cache/", *delete)),
+        "find on a database": ("root", ("find", "/var/lib/postgresql/15/main", *delete)),
+        "find on /srv (a cache root of the bot, not of this file)": ("root", ("find", "/srv/app/cache", *delete)),
+        "find with ..": ("root", ("find", "/var/cache/../lib/postgresql", *delete)),
+        "find on a hidden directory": ("root", ("find", "/var/cache/.x", *delete)),
+        "find following links": ("root", ("find", "-L", "/var/cache/shop/thumbs", *delete)),
+        "find across filesystems": ("root", ("find", "/var/cache/shop/thumbs", "-mindepth", "1", "-delete")),
+        "find deleting the directory too": ("root", ("find", "/var/cache/shop/thumbs", "-xdev", "-delete")),
+        "find -exec": ("root", ("find", "/var/cache/shop/thumbs", "-xdev", "-mindepth", "1", "-exec", "rm", "{}", ";")),
+        "find of two directories": ("root", ("find", "/var/cache/a", "/etc", *delete)),
+        "du of /etc": ("root", ("du", "-sk", "--", "/etc/ssh")),
+        "stat of /etc/shadow": ("root", ("stat", "-c", "%F", "--", "/etc/shadow")),
+        "stat printing more": ("root", ("stat", "--", "/var/cache/shop/thumbs")),
+    }
+
+
+def test_a_cache_is_cleared_for_real_by_the_bot_user_through_sudo_under_noexec() -> None:
+    """clear_cache's sudo commands, as sent, run by the bot's user: the root-only files inside the cache are
+    deleted (find -delete needs no exec, so NOEXEC does not stop it), the directory stays, and the file a
+    link inside pointed to is untouched."""
+    path = "/var/cache/shop/thumbs"
+    stat, du, find = sudo_lines()["clear_cache"]
+    assert find[-5:] == (path, "-xdev", "-mindepth", "1", "-delete")
+    files = {f"{path}/a.jpg": "a" * 5000, f"{path}/sub/b.jpg": "b", f"{path}/.hidden": "h", "/var/cache/shop/keep": "k"}
+    checks = [{"kind": "run", "argv": list(line)} for line in (stat, du, find, du)]
+    checks += [{"kind": "run", "argv": ["ls", "-A", path]}, {"kind": "run", "argv": ["ls", "/var/cache/shop"]}]
+    results = run_in_sandbox(
+        _snippet(), checks, files, tmpfs=("/var/cache",), links={f"{path}/link": "/var/cache/shop/keep"}
+    )
+    kind, before, deleted, after, inside, beside = results
+    assert kind == {"rc": 0, "stdout": "directory\n", "stderr": ""}, kind
+    assert before["rc"] == 0 and int(before["stdout"].split()[0]) >= 8, before
+    assert deleted == {"rc": 0, "stdout": "", "stderr": ""}, deleted
+    assert after["rc"] == 0 and int(after["stdout"].split()[0]) < int(before["stdout"].split()[0]), after
+    assert inside == {"rc": 0, "stdout": "", "stderr": ""}, inside
+    assert beside["stdout"].split() == ["keep", "thumbs"], beside
 
 
 def test_the_bot_user_reads_root_only_logs_through_the_wrapper_and_sudo_for_real() -> None:
