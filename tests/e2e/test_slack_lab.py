@@ -16,7 +16,7 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,15 @@ def slack() -> Iterator[FakeSlack]:
         yield fake
 
 
-def stack(lab: Lab, slack: FakeSlack, tmp_path: Path, procs: Processes) -> dict[str, str]:
+def stack(
+    lab: Lab,
+    slack: FakeSlack,
+    tmp_path: Path,
+    procs: Processes,
+    configure: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, str]:
+    """Alertmanager and `serve` on the lab's config with Slack on the fake (``configure`` may change the
+    config document first)."""
     if not (Path(ALERTMANAGER).exists() and Path(AMTOOL).exists()):
         pytest.fail("prometheus-alertmanager is not installed: run ./dev setup")
     bot_port, am_port = free_port(), free_port()
@@ -57,6 +65,8 @@ def stack(lab: Lab, slack: FakeSlack, tmp_path: Path, procs: Processes) -> dict[
     document["database_url"] = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
     document["listen"] = f"127.0.0.1:{bot_port}"
     document["services"]["lab"]["chat"] = {"slack_channel": CHANNEL}
+    if configure is not None:
+        configure(document)
     config = tmp_path / "incident-bot.yaml"
     config.write_text(yaml.safe_dump(document))
     env = {
