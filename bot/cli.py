@@ -612,7 +612,8 @@ def runbooks_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
     for rb in found:
         where = ", ".join(str(s) for s in sorted(rb.statuses)) or "any status"
         roles = ", ".join(sorted(rb.roles)) or "any host"
-        console.print(f"{rb.name:<18} {rb.title}  ({where}; {roles})", markup=False)
+        changes = "; changes the host: runs after a second person approves it in chat" if rb.mutating else ""
+        console.print(f"{rb.name:<18} {rb.title}  ({where}; {roles}{changes})", markup=False)
     for name, problem in catalog.broken.items():
         console.print(f"BROKEN {name}: {problem}", markup=False, style="red")
 

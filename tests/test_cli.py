@@ -108,3 +108,18 @@ def test_healthy_findings_are_counted_not_listed_unless_verbose() -> None:
     assert "--verbose lists them" in quiet.stdout
     assert "info " not in quiet.stdout.split("Findings")[1]
     assert "info " in loud.stdout.split("Findings")[1]
+
+
+def test_a_runbook_that_changes_hosts_is_refused_by_diagnose_and_marked_in_the_list(tmp_path: Path) -> None:
+    """Only a second person's approval in chat runs a mutating runbook: naming it to ``diagnose`` is a usage
+    error (exit 2, one line, nothing contacted), and ``runbooks list`` says which ones change hosts."""
+    config = tmp_path / "incident-bot.yaml"
+    config.write_text("hosts: {app-1: {address: 192.0.2.1, facts: {units: gunicorn}}}\n")
+    done = cli("diagnose", "app-1", "--runbook", "restart_unit", "--config", str(config))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "runbook 'restart_unit' changes the host: ask for it in the incident's chat thread" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    listed = cli("runbooks", "list").stdout
+    line = next(row for row in listed.splitlines() if row.startswith("clear_cache"))
+    assert "changes the host: runs after a second person approves it in chat" in line
+    assert "changes the host" not in next(row for row in listed.splitlines() if row.startswith("disk "))
