@@ -66,7 +66,7 @@ class HostConfig(BaseModel):
     known_hosts: str | None = None
     #: ``[user@]host[:port]`` to reach this host through.
     proxy_jump: str | None = None
-    #: Let read-only runbook commands that need root run with ``sudo -n`` (see ``deploy/sudoers``).
+    #: Let runbook commands that need root run with ``sudo -n`` (see ``deploy/sudoers``).
     allow_sudo: bool = False
     #: What the host is (``proxy``, ``app``, ``db``…): picks the runbooks; none, they are discovered.
     roles: list[str] = Field(default_factory=list)
