@@ -96,7 +96,9 @@ WEBHOOK_PATH = "/telegram/webhook"
 WORKING = "Working on it…"
 #: Telegram's rule for ``secret_token`` (``WebhookLimit``): 1–256 of ``A-Z a-z 0-9 _ -``.
 _SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
-_CALLBACK = r"^[a-z_]{1,32}:#?\d{1,12}$"
+#: A button's ``callback_data``: ``action:INCIDENT`` (a card's buttons) or ``action:REQUEST`` (a request's
+#: Approve/Deny, its 10 hex digit id).
+_CALLBACK = r"^[a-z_]{1,32}:(?:#?\d{1,12}|[0-9a-f]{10})$"
 
 Context = ContextTypes.DEFAULT_TYPE
 
