@@ -55,7 +55,6 @@ import random
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -69,6 +68,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from _server import Server  # bench/ is on sys.path: Python puts the script's directory first
 from _sshd_fleet import SshdFleet  # bench/ is on sys.path: Python puts the script's directory first
 
 from bot.lab import Lab, probe
@@ -164,14 +164,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return int(response.status) == 200
-    except (OSError, urllib.error.URLError):
-        return False
-
-
 def http(method: str, url: str, token: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -218,47 +210,6 @@ def write_config(folder: Path, port: int, fleet: SshdFleet, *, lab_host: dict[st
     return path
 
 
-class Serve:
-    """``incident-bot serve`` as a subprocess; :meth:`stop` always leaves none running."""
-
-    def __init__(self, config: Path, env: dict[str, str], log: Path, port: int) -> None:
-        self.config, self.env, self.log, self.port = config, env, log, port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([str(BOT), "serve", "--config", str(self.config)], env=self.env,
-                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
-        deadline = time.monotonic() + 60
-        while not healthy(f"{self.base}/healthz"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"serve did not come up:\n{self.tail()}")
-            time.sleep(0.05)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def plain(markup: str) -> str:
     """Telegram HTML as the text a person reads."""
     return html.unescape(re.sub(r"<[^>]+>", "", markup))
@@ -302,7 +253,7 @@ class Chats:
         return thread
 
 
-def run_one(serve: Serve, chats: Chats, lab: Lab, *, tokens: dict[str, str], service: str, hosts: int,
+def run_one(serve: Server, chats: Chats, lab: Lab, *, tokens: dict[str, str], service: str, hosts: int,
             warmup: bool, timeout: float, jitter: float) -> Sample:  # fmt: skip
     sample = Sample(hosts, service, warmup)
     lab.rotate_logs()
@@ -471,7 +422,7 @@ def main() -> None:
                 server = stack.enter_context(FakeHttpServer(telegram, name="fake-telegram"))
                 env |= {"TELEGRAM_BOT_TOKEN": telegram.token, "TELEGRAM_API_URL": server.url + "/bot"}
             chats = Chats(slack, telegram, groups)
-            serve = Serve(config, env, work / "serve.log", port)
+            serve = Server([str(BOT), "serve", "--config", str(config)], env, work / "serve.log", port)
             serve.start()
             try:
                 last = -math.inf

@@ -41,14 +41,11 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from _server import Server  # bench/ is on sys.path: Python puts the script's directory first
 
 from bot.lab import postgres
 from bot.lab.paths import LabPaths
@@ -117,53 +115,6 @@ def status_kib(pid: int, key: str) -> float:
 
 def pin(pid: int, core: str) -> None:
     subprocess.run(["taskset", "-a", "-cp", core, str(pid)], check=True, capture_output=True)
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return int(response.status) == 200
-    except (OSError, urllib.error.URLError):
-        return False
-
-
-class Server:
-    """One server process pinned to the server core; :meth:`stop` always leaves none running."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path, port: int) -> None:
-        self.argv, self.env, self.log, self.port = argv, env, log, port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, *self.argv], env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
-        deadline = time.monotonic() + 30
-        while not healthy(f"{self.base}/healthz"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                tail = self.log.read_text(errors="replace")[-2000:]
-                raise SystemExit(f"{self.argv[0]} did not come up on {self.base}:\n{tail}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def load(server: Server, token: str, mode: str, args: argparse.Namespace, *, duration: float, prefix: str,
@@ -243,7 +194,8 @@ def run_serve(name: str, database_url: str, work: Path, token: str, args: argpar
     if sqlite_file is None:
         subprocess.run([str(BOT), "db", "upgrade", "--config", str(config)], env=env, check=True,
                        capture_output=True, timeout=120)  # fmt: skip
-    server = Server([str(BOT), "serve", "--config", str(config)], env, folder / "serve.log", port)
+    argv = [str(BOT), "serve", "--config", str(config)]
+    server = Server(argv, env, folder / "serve.log", port, cores=SERVER_CORE, start_timeout=30, stop_timeout=15)
     result = Result("incident-bot serve", name)
     server.start()
     try:
@@ -259,7 +211,7 @@ def run_ceiling(work: Path, token: str, args: argparse.Namespace) -> Result:
     env = {**os.environ, "INCIDENT_BOT_WEBHOOK_TOKEN": token}
     argv = [str(PYTHON), "-m", "uvicorn", "_trivial_app:app", "--app-dir", str(BENCH), "--host", "127.0.0.1",
             "--port", str(port), "--no-access-log", "--log-level", "warning", "--lifespan", "off"]  # fmt: skip
-    server = Server(argv, env, work / "ceiling.log", port)
+    server = Server(argv, env, work / "ceiling.log", port, cores=SERVER_CORE, start_timeout=30, stop_timeout=15)
     result = Result("uvicorn trivial route (ceiling)", "none")
     server.start()
     try:

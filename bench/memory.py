@@ -36,20 +36,19 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from _server import Server  # bench/ is on sys.path: Python puts the script's directory first
 
 from bot.lab.process import free_port
 from bot.testing.http_fake import FakeHttpServer
@@ -79,14 +78,6 @@ def rss_mib(pid: int, key: str = "VmRSS") -> float:
     except FileNotFoundError:
         pass
     return float("nan")
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return int(response.status) == 200
-    except (OSError, urllib.error.URLError):
-        return False
 
 
 class Sampler:
@@ -125,44 +116,6 @@ class Row:
     statuses: dict[str, int] = field(default_factory=dict)
     slack_calls: dict[str, int] = field(default_factory=dict)
     telegram_calls: dict[str, int] = field(default_factory=dict)
-
-
-class Server:
-    """One server process; :meth:`stop` always leaves none running."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path, port: int) -> None:
-        self.argv, self.env, self.log, self.port = argv, env, log, port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)  # fmt: skip
-        deadline = time.monotonic() + 60
-        while not healthy(f"{self.base}/healthz"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"{self.argv[0]} did not come up:\n{self.log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def storm(server: Server, token: str, args: argparse.Namespace, prefix: str) -> dict[str, Any]:
