@@ -1,17 +1,24 @@
-"""What the soak scripts share: a throwaway PostgreSQL cluster, one `incident-bot serve` subprocess, and
-the load's percentiles. Run the scripts from the checkout's root (see tests/soak/README.md)."""
+"""What the soak scripts share: a throwaway PostgreSQL cluster, one `incident-bot serve` subprocess (run
+as is, or under :class:`Tracer`), and the load's percentiles. Run the scripts from the checkout's root
+(see tests/soak/README.md)."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -66,6 +73,8 @@ class Serve:
         self.base = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        #: How ``incident-bot`` is run (the storm soak's ``--trace`` runs it under its tracer).
+        self.command = [sys.executable, "-m", "bot"]
 
     def upgrade(self) -> None:
         """``incident-bot db upgrade`` (PostgreSQL needs it before ``serve``)."""
@@ -81,7 +90,7 @@ class Serve:
         log = self.workdir / f"serve-{self.starts}.log"
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bot", "serve", "--config", str(self.config)],
+                [*self.command, "serve", "--config", str(self.config)],
                 env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
             )  # fmt: skip
         proc = self.proc
@@ -106,6 +115,112 @@ class Serve:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class Tracer:
+    """What the storm soak's ``--trace`` records inside the server process, as JSON lines in ``path``: each
+    ``POST /alerts/…`` (``req``: wall-clock start, seconds taken inside the app), each full garbage
+    collection (``gc``: end, pause, objects frozen by then), each time the event loop came back late
+    (``lag``: a 10 ms sleep that took 50 ms or more longer), and the main thread's stack when the loop has
+    not turned for 100 ms (``stall``)."""
+
+    LAG_S = 0.05
+    STALL_S = 0.1
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.events: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.main = threading.get_ident()
+        self.beat = time.monotonic()
+        self.gc_started = 0.0
+
+    def emit(self, event: dict[str, Any]) -> None:
+        with self.lock:
+            self.events.append(event)
+
+    def flush(self) -> None:
+        with self.lock:
+            batch, self.events = self.events, []
+        with self.path.open("a", encoding="utf-8") as out:
+            out.writelines(json.dumps(event) + "\n" for event in batch)
+
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.gc_started = time.perf_counter()
+        elif info["generation"] == 2:
+            pause = time.perf_counter() - self.gc_started
+            self.emit({"k": "gc", "t": time.time(), "d": pause, "frozen": gc.get_freeze_count()})
+
+    def watch(self) -> None:
+        """A thread: the stack of a stalled loop, once per stall; the events to the file every second."""
+        reported = 0.0
+        flushed = time.monotonic()
+        while True:
+            time.sleep(0.02)
+            beat = self.beat
+            if time.monotonic() - beat > self.STALL_S and reported != beat:
+                reported = beat
+                frame = sys._current_frames().get(self.main)
+                stack = [line.strip() for line in traceback.format_stack(frame)[-8:]] if frame else []
+                self.emit({"k": "stall", "t": time.time(), "stack": stack})
+            if time.monotonic() - flushed >= 1.0:
+                flushed = time.monotonic()
+                self.flush()
+
+    async def heartbeat(self) -> None:
+        while True:
+            before = self.beat = time.monotonic()
+            await asyncio.sleep(0.01)
+            self.beat = time.monotonic()
+            if self.beat - before - 0.01 >= self.LAG_S:
+                self.emit({"k": "lag", "t": time.time(), "d": self.beat - before - 0.01})
+
+    def wrap(self, app: Any) -> Any:
+        """``app`` (ASGI) timing each alert webhook; its first request starts the heartbeat."""
+        beating: list[asyncio.Task[None]] = []
+
+        async def timed(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if not beating:
+                beating.append(asyncio.get_running_loop().create_task(self.heartbeat()))
+            if scope["type"] != "http" or not scope["path"].startswith("/alerts/"):
+                await app(scope, receive, send)
+                return
+            wall, start = time.time(), time.perf_counter()
+            try:
+                await app(scope, receive, send)
+            finally:
+                self.emit({"k": "req", "t": wall, "d": time.perf_counter() - start})
+
+        return timed
+
+
+def traced_main() -> None:
+    """``python -c 'from tests.soak._serve import traced_main; traced_main()' TRACE_FILE serve …``: the
+    command line of ``incident-bot``, with :class:`Tracer` recording into TRACE_FILE."""
+    import atexit
+
+    import uvicorn
+
+    from bot.cli import main
+
+    tracer = Tracer(Path(sys.argv[1]))
+    gc.callbacks.append(tracer.on_gc)
+    threading.Thread(target=tracer.watch, name="soak-tracer", daemon=True).start()
+    atexit.register(tracer.flush)
+    config_init = uvicorn.Config.__init__
+
+    def traced_config(config: uvicorn.Config, app: Any, *args: Any, **kwargs: Any) -> None:
+        config_init(config, tracer.wrap(app), *args, **kwargs)
+
+    uvicorn.Config.__init__ = traced_config  # type: ignore[method-assign,assignment]
+    sys.argv = ["incident-bot", *sys.argv[2:]]
+    main()
+
+
+def traced_command(trace: Path) -> list[str]:
+    """How :class:`Serve` runs ``incident-bot`` under :func:`traced_main`, recording into ``trace``."""
+    return [sys.executable, "-c", "from tests.soak._serve import traced_main; traced_main()", str(trace)]
 
 
 def percentile(ordered: list[float], fraction: float) -> float:

@@ -4,12 +4,18 @@ with intake, diagnosis and chat delivery all in flight.
 The crash loop of tests/e2e/test_crash_safety.py, longer and with more going on: each run starts `serve`
 (same database, same port) and a timer kills it with ``kill -9`` after a random (seeded) 0.3–5 s, while
 a client posts Alertmanager groups of two (service ``soak-<n>``, its own fingerprints) one every 0.25 s:
-a new group, a group already answered (as Alertmanager repeats), or one that got no answer (as
-Alertmanager retries). Every group's service is configured, so each incident queues a diagnosis job: the
-confirmation probe of a local HTTP server that answers 502 after 0.3 s, and for every fifth service SSH
-to a host that accepts the connection and never speaks (the job hangs until ``ssh.deadline``: its lease,
-deadline plus ``jobs.lease_margin``, runs out after a kill and it is claimed again). Slack is the local
-fake Slack Web API (bot/testing/slack_api.py), incidents spread over 16 channels.
+a new group (at most ``--new-per-run`` a run), a group already answered (as Alertmanager repeats), or one
+that got no answer (as Alertmanager retries). Every group's service is configured, so each incident
+queues a diagnosis job: the confirmation probe of a local HTTP server that answers 502 after 0.3 s (three
+probes a second apart), and for every fifth service SSH to a host that accepts the connection and never
+speaks (the job hangs until ``ssh.deadline``: its lease, deadline plus ``jobs.lease_margin``, runs out
+after a kill and it is claimed again). Slack is the local fake Slack Web API (bot/testing/slack_api.py),
+incidents spread over 16 channels.
+
+What bounds the soak's length is Slack's pace: the outbox sends about one message a second to Slack as a
+whole (not per channel), and each incident makes four or five (root, probe, cause card, updates). So a
+run opens at most ``--new-per-run`` incidents (2); its other posts repeat answered groups or retry
+unanswered ones. 100 runs made 183 incidents and 743 messages: 11 minutes of runs, then an 8-minute drain.
 
 After the last run `serve` is started once more, everything unanswered is sent again, and the script
 waits until no job is queued or running and no outbox message is undelivered. Then it checks, and prints:
@@ -23,13 +29,14 @@ waits until no job is queued or running and no outbox message is undelivered. Th
 
 Exit status 0 when every check passes, 1 when one fails.
 
-    .venv/bin/python tests/soak/soak_crash.py [--runs 100] [--seed N] [--store sqlite|postgresql]
+    .venv/bin/python tests/soak/soak_crash.py [--runs 100] [--seed N] [--store sqlite|postgresql] [--new-per-run 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import socket
 import sqlite3
@@ -60,7 +67,10 @@ CHANNELS = [f"C0SOAK{n:02d}" for n in range(16)]
 MAX_GROUPS = 2000  # services configured; more groups than this are not sent
 SSH_EVERY = 5  # every fifth service is diagnosed over SSH on the silent host
 SSH_DEADLINE_S = 2
-LEASE_MARGIN_S = 1
+#: The probe alone takes some 3 s (three requests of 0.3 s, a second apart), beyond ``SSH_DEADLINE_S``: the
+#: margin covers it with room to spare on a busy machine (a lease that runs out while its job still runs
+#: lets a second worker of the same process take the job, and the diagnosis is done twice).
+LEASE_MARGIN_S = 5
 POST_EVERY_S = 0.25
 
 
@@ -137,12 +147,17 @@ class Client:
     next_group: int = 0
     answered: int = 0
     unanswered: int = 0
+    #: New groups this run may still send.
+    new_left: int = 0
 
     def pick(self, rng: random.Random) -> int:
+        """An unanswered group first; else a new group or a repeat of an answered one, half and half, while
+        the run may still open new ones (and a repeat after)."""
         if self.pending:
             return self.pending.pop(0)
-        if self.acked and (rng.random() < 0.5 or self.next_group >= MAX_GROUPS):
+        if self.acked and (self.new_left <= 0 or rng.random() < 0.5 or self.next_group >= MAX_GROUPS):
             return rng.choice(sorted(self.acked))
+        self.new_left -= 1
         self.next_group += 1
         return self.next_group
 
@@ -196,7 +211,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20261130)
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--max-life", type=float, default=5.0, help="seconds a run lives at most before kill -9")
-    parser.add_argument("--drain", type=float, default=600.0, help="seconds to wait for jobs and outbox at the end")
+    parser.add_argument("--new-per-run", type=int, default=2, help="new groups (incidents) a run sends at most")
+    parser.add_argument("--drain", type=float, default=1800.0, help="seconds to wait for jobs and outbox at the end")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     workdir = Path(tempfile.mkdtemp(prefix="incident-bot-soak-crash-"))
@@ -237,6 +253,7 @@ def main() -> int:
             with httpx.Client(timeout=10) as client:
                 for run in range(args.runs):
                     proc = serve.start()
+                    soak.new_left = args.new_per_run
                     killer = threading.Timer(rng.uniform(0.3, args.max_life), proc.kill)
                     killer.start()
                     try:
@@ -321,7 +338,8 @@ def report(
          not extra_roots and set(incidents) <= set(roots)),
     ]  # fmt: skip
     width = max(len(name) for name, _, _ in checks)
-    print(f"crash soak ({args.store}, seed {args.seed}, workdir {workdir})")
+    load = ", ".join(f"{n:.2f}" for n in os.getloadavg())
+    print(f"crash soak ({args.store}, seed {args.seed}, workdir {workdir}; load average now {load})")
     for name, value, ok in checks:
         print(f"  {'ok  ' if ok else 'FAIL'} {name:<{width}}  {value}")
     return 0 if all(ok for _, _, ok in checks) else 1

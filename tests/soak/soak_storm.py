@@ -27,7 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import re
 import sqlite3
 import sys
 import tempfile
@@ -35,6 +37,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +48,7 @@ if __package__ in (None, ""):  # run as a file: make the checkout importable
 
 from bot.lab.process import free_port
 from bot.testing.slack_api import FakeSlack
-from tests.soak._serve import HOOK, TOKENS, Serve, percentile, postgresql_database
+from tests.soak._serve import HOOK, TOKENS, Serve, percentile, postgresql_database, traced_command
 
 SIGNING_SECRET = "soak-storm-signing-secret-0123456789"
 CHANNEL = "C0STORM"
@@ -55,6 +58,8 @@ ALERTS_PER_GROUP_WEBHOOK = 2
 SINGLES = 2000
 MAX_IN_FLIGHT = 1024
 P99_TARGET_S = 0.250
+#: A line of a formatted stack: file, line, function.
+FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
 #: Slack: about one message a second per channel, short bursts allowed (platforms.md §1).
 SLACK_BURST = 3
 
@@ -104,10 +109,20 @@ def the_storm(seed: int) -> tuple[list[bytes], dict[str, str]]:
     return bodies, group_of
 
 
-async def send(url: str, bodies: list[bytes], duration: float) -> tuple[list[tuple[float, float]], Counter[str]]:
-    """Open loop: webhook ``i`` at ``i * duration / len(bodies)`` seconds; (scheduled second, latency) of
-    each, and the answers."""
-    latencies: list[tuple[float, float]] = []
+@dataclass
+class Sent:
+    """One webhook: when it was due (seconds into the storm), how late the client sent it (its own stalls)
+    and how long after it was due the answer came."""
+
+    due: float
+    late: float
+    latency: float
+
+
+async def send(url: str, bodies: list[bytes], duration: float) -> tuple[list[Sent], Counter[str], float]:
+    """Open loop: webhook ``i`` at ``i * duration / len(bodies)`` seconds; each one sent, the answers, and
+    the wall-clock time the storm started."""
+    latencies: list[Sent] = []
     statuses: Counter[str] = Counter()
     rate = len(bodies) / duration
     headers = {**HOOK, "Content-Type": "application/json"}
@@ -117,16 +132,17 @@ async def send(url: str, bodies: list[bytes], duration: float) -> tuple[list[tup
     ) as session:
 
         async def post(body: bytes, due: float) -> None:
+            late = time.perf_counter() - due
             try:
                 async with session.post(url, data=body) as response:
                     await response.read()
                     status = str(response.status)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 status = type(exc).__name__
-            latencies.append((due - start, time.perf_counter() - due))
+            latencies.append(Sent(due - start, late, time.perf_counter() - due))
             statuses[status] += 1
 
-        start = time.perf_counter()
+        start, wall = time.perf_counter(), time.time()
         tasks = []
         for i, body in enumerate(bodies):
             due = start + i / rate
@@ -135,7 +151,7 @@ async def send(url: str, bodies: list[bytes], duration: float) -> tuple[list[tup
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(post(body, due)))
         await asyncio.gather(*tasks)
-    return latencies, statuses
+    return latencies, statuses, wall
 
 
 @contextmanager
@@ -194,6 +210,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds the 10,000 alerts are spread over")
     parser.add_argument("--settle", type=float, default=20.0, help="seconds to watch Slack after the storm")
     parser.add_argument("--seed", type=int, default=20261130)
+    parser.add_argument(
+        "--trace", action="store_true", help="run serve traced: server-side latency, loop stalls, full collections"
+    )
     args = parser.parse_args()
     bodies, group_of = the_storm(args.seed)
     workdir = Path(tempfile.mkdtemp(prefix="incident-bot-soak-storm-"))
@@ -204,14 +223,19 @@ def main() -> int:
         env = {**TOKENS, "XDG_STATE_HOME": str(workdir / "state"), "SLACK_BOT_TOKEN": slack.token,
                "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": slack.api_url}  # fmt: skip
         serve = Serve(workdir, config, port, env)
+        trace = workdir / "serve-trace.jsonl"
+        if args.trace:
+            serve.command = traced_command(trace)
         if args.store == "postgresql":
             serve.upgrade()
         serve.start()
         try:
             started = slack.calls[-1].at if slack.calls else 0.0
+            load_before = os.getloadavg()
             t0 = time.monotonic()
-            latencies, statuses = asyncio.run(send(f"{serve.base}/alerts/alertmanager", bodies, args.duration))
+            latencies, statuses, wall = asyncio.run(send(f"{serve.base}/alerts/alertmanager", bodies, args.duration))
             sent_in = time.monotonic() - t0
+            load_after = os.getloadavg()
             time.sleep(args.settle)
             alerts, keys = stored(url, workdir)
             pace = slack_pace(slack, started)
@@ -226,9 +250,10 @@ def main() -> int:
     owners: Counter[str] = Counter(i for found in incidents_of.values() for i in found if i is not None)
     shared = sum(1 for count in owners.values() if count > 1)
     duplicated_keys = sum(1 for _, count in keys if count > 1)
-    ordered = sorted(latency for _, latency in latencies)
-    slow_by_second = Counter(int(at) for at, latency in latencies if latency >= P99_TARGET_S)
-    p50, p99 = percentile(ordered, 0.50), percentile(ordered, 0.99)
+    ordered = sorted(sent.latency for sent in latencies)
+    slow_by_second = Counter(int(sent.due) for sent in latencies if sent.latency >= P99_TARGET_S)
+    p50, p95, p99 = percentile(ordered, 0.50), percentile(ordered, 0.95), percentile(ordered, 0.99)
+    late = sorted(sent.late for sent in latencies)
     bad = {s: n for s, n in statuses.items() if s != "202"}
     fives = sum(n for s, n in statuses.items() if s.startswith("5"))
     worst_1s = max((p["max_1s"] for p in pace.values()), default=0)
@@ -242,8 +267,8 @@ def main() -> int:
         ("incident keys stored twice", str(duplicated_keys), duplicated_keys == 0),
         ("5xx from intake", str(fives), fives == 0),
         ("answers other than 202", json.dumps(bad) if bad else "none", not bad),
-        ("intake p50 / p99 / max", f"{p50 * 1000:.1f} / {p99 * 1000:.1f} / {ordered[-1] * 1000:.1f} ms",
-         p99 < P99_TARGET_S),
+        ("intake p50 / p95 / p99 / max",
+         f"{p50 * 1000:.1f} / {p95 * 1000:.1f} / {p99 * 1000:.1f} / {ordered[-1] * 1000:.1f} ms", p99 < P99_TARGET_S),
     ]  # fmt: skip
     for channel, p in sorted(pace.items()):
         checks.append((
@@ -254,14 +279,41 @@ def main() -> int:
     if not pace:
         checks.append(("Slack calls", "none at all", False))
     width = max(len(name) for name, _, _ in checks)
-    print(f"storm soak ({args.store}, seed {args.seed}, {args.duration:.0f} s, settle {args.settle:.0f} s)")
+    print(f"storm soak ({args.store}, seed {args.seed}, {args.duration:.0f} s, settle {args.settle:.0f} s;"
+          f" load average {load_before[0]:.2f} before, {load_after[0]:.2f} after the storm,"
+          f" {os.cpu_count()} CPUs)")  # fmt: skip
     for name, value, ok in checks:
         print(f"  {'ok  ' if ok else 'FAIL'} {name:<{width}}  {value}")
     print(f"  (most Slack calls in one second, any channel: {worst_1s}; workdir {workdir})")
     slowest = ", ".join(f"{second}s: {count}" for second, count in sorted(slow_by_second.most_common(8)))
     print(f"  requests at or over {P99_TARGET_S * 1000:.0f} ms: {sum(slow_by_second.values())}, in"
           f" {len(slow_by_second)} of the storm's seconds (the worst by second sent: {slowest or 'none'})")  # fmt: skip
+    print(f"  client: sent late by p99 {percentile(late, 0.99) * 1000:.1f} / max {late[-1] * 1000:.1f} ms"
+          " (its own stalls; a latency counts from when a webhook was due)")  # fmt: skip
+    if args.trace:
+        print_trace(trace, wall)
     return 0 if all(ok for _, _, ok in checks) else 1
+
+
+def print_trace(trace: Path, wall: float) -> None:
+    """What the server saw (``--trace``): its own latency, the event loop's stalls, full collections."""
+    events = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()] if trace.exists() else []
+    during = [e for e in events if e["t"] - wall >= -1.0]
+    served = sorted(e["d"] for e in during if e["k"] == "req")
+    if served:
+        print(f"  server: p50 / p95 / p99 / max {percentile(served, 0.5) * 1000:.1f} / "
+              f"{percentile(served, 0.95) * 1000:.1f} / {percentile(served, 0.99) * 1000:.1f} / "
+              f"{served[-1] * 1000:.1f} ms over {len(served)} webhooks (inside the app)")  # fmt: skip
+    collections = [e for e in during if e["k"] == "gc"]
+    shown = ", ".join(f"{e['t'] - wall:.1f}s: {e['d'] * 1000:.0f} ms, {e['frozen']} frozen" for e in collections[:10])
+    print(f"  server: full collections: {len(collections)}{' (' + shown + ')' if shown else ''}")
+    lags = [e for e in during if e["k"] == "lag"]
+    shown = ", ".join(f"{e['t'] - wall:.1f}s: {e['d'] * 1000:.0f} ms" for e in lags[:10])
+    print(f"  server: event loop late by 50 ms or more: {len(lags)}{' (' + shown + ')' if shown else ''}")
+    for stall in (e for e in during if e["k"] == "stall"):
+        frames = [FRAME.match(line) for line in stall["stack"][-3:]]
+        where = " <- ".join(f"{m[3]} ({Path(m[1]).name}:{m[2]})" for m in reversed(frames) if m)
+        print(f"  server: loop stalled 100 ms or more at {stall['t'] - wall:.1f}s, in {where}")
 
 
 if __name__ == "__main__":
