@@ -91,6 +91,15 @@ class Transaction(Protocol):
 
     async def enqueue_message(self, message: OutboxMessage) -> None: ...
 
+    async def save_diagnosis(self, incident_id: str, diagnosis_json: dict[str, Any], at: datetime) -> None:
+        """:meth:`Store.save_diagnosis` inside this transaction."""
+        ...
+
+    async def finish_job(self, job_id: str, ok: bool, now: datetime, *, worker: str | None = None) -> bool:
+        """:meth:`Store.finish_job` inside this transaction: the job's result and its end commit together,
+        so a crash can neither keep the result of an unfinished job nor finish a job without its result."""
+        ...
+
     # -- paging (issue #7): call these after lock_group of the incident's key --------------------------
 
     async def get_paging(self, incident_id: str) -> Paging | None: ...

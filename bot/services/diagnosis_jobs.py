@@ -171,11 +171,10 @@ class DiagnosisWorker:
     ) -> None:
         now = self.clock()
         body = diagnosis.to_json()
-        await self.store.save_diagnosis(job.incident_id, body, now)
         top = diagnosis.top
         if top is not None:
             text = f"diagnosis done: {top.title} ({top.id}, {top.confidence:.0%})"
-            data = {"job": job.id, "cause": top.id, "confidence": top.confidence}
+            data: dict[str, object] = {"job": job.id, "cause": top.id, "confidence": top.confidence}
         else:
             text = "diagnosis done: no cause found"
             data = {"job": job.id, "cause": None}
@@ -190,9 +189,11 @@ class DiagnosisWorker:
             *self.announce.messages(incident, "post", now, said),
             *self.announce.messages(incident, "updated", now),  # the card shows the (new) top cause
         ]
-        await self._event(job, now, "diagnosis_done", text, data, messages=messages)
-        if not await self.store.finish_job(job.id, True, self.clock(), worker=self.worker_id):
-            log.warning("diagnosis job %s: the lease ran out before it finished; another worker holds it", job.id)
+        done = await self._finish(
+            job, True, at=now, kind="diagnosis_done", text=text, data=data, messages=messages, body=body
+        )
+        if not done:
+            return
         if self.hooks is not None:
             await self.hooks.diagnosed(job.incident_id, diagnosis)
 
@@ -200,28 +201,40 @@ class DiagnosisWorker:
         now = self.clock()
         code = _error_code(exc)
         text = f"diagnosis failed ({code}, attempt {job.attempts})"
-        if not isinstance(exc, IncidentGone):  # no timeline to write on
-            await self._event(
-                job, now, "diagnosis_failed", text, {"job": job.id, "error": code, "attempt": job.attempts}
-            )
-        await self.store.finish_job(job.id, False, now, worker=self.worker_id)
-        if self.hooks is not None and not isinstance(exc, IncidentGone):
+        data: dict[str, object] = {"job": job.id, "error": code, "attempt": job.attempts}
+        gone = isinstance(exc, IncidentGone)  # no timeline to write on
+        kind = None if gone else "diagnosis_failed"
+        finished = await self._finish(job, False, at=now, kind=kind, text=text, data=data)
+        if finished and not gone and self.hooks is not None:
             await self.hooks.diagnosed(job.incident_id, None)
 
-    async def _event(
+    async def _finish(
         self,
         job: ClaimedJob,
+        ok: bool,
+        *,
         at: datetime,
-        kind: str,
+        kind: str | None,
         text: str,
         data: dict[str, object],
-        *,
         messages: list[OutboxMessage] | None = None,
-    ) -> None:
-        event = TimelineEvent.model_validate(
-            {"incident_id": job.incident_id, "at": at, "kind": kind, "text": text, "data": data}
-        )
+        body: dict[str, Any] | None = None,
+    ) -> bool:
+        """End the job with its result, in one transaction: the diagnosis (``body``), the timeline event
+        (unless ``kind`` is None) and the thread's messages commit with the job's end, or none of them
+        does. False (nothing written) when the lease ran out and another worker now holds the job: its
+        run is the one that counts."""
         async with self.store.transaction() as tx:
-            await tx.add_event(event)
+            if not await tx.finish_job(job.id, ok, at, worker=self.worker_id):
+                log.warning("diagnosis job %s: the lease ran out before it finished; another worker holds it", job.id)
+                return False
+            if body is not None:
+                await tx.save_diagnosis(job.incident_id, body, at)
+            if kind is not None:
+                event = TimelineEvent.model_validate(
+                    {"incident_id": job.incident_id, "at": at, "kind": kind, "text": text, "data": data}
+                )
+                await tx.add_event(event)
             for message in messages or []:
                 await tx.enqueue_message(message)
+        return True

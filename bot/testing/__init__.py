@@ -442,6 +442,8 @@ class _MemoryTransaction:
         self.cancelled: dict[str, datetime] = {}  # incident id → when its stored timers were cancelled
         self.fired: dict[str, datetime] = {}  # timer id → when this transaction fired it
         self.approvals: list[Approval] = []
+        self.diagnoses: list[tuple[str, datetime, dict[str, Any]]] = []
+        self.finished: dict[str, tuple[bool, datetime]] = {}  # job id → (ok, when) ended in this transaction
 
     def commit(self) -> None:
         self.store.incidents.update(self.incidents)
@@ -466,6 +468,13 @@ class _MemoryTransaction:
             if timer.id not in self.store.timer_states:
                 self.store.timers.append(timer)
                 self.store.timer_states[timer.id] = _TimerState()
+        for job_id, (ok, at) in self.finished.items():
+            ended = self.store.job_states[job_id]
+            ended.state, ended.finished_at, ended.lease_until = ("done" if ok else "failed"), at, None
+        for incident_id, _, _ in self.diagnoses:
+            if incident_id not in self.store.incidents:  # the SQL store's foreign key refuses it too
+                raise KeyError(f"no incident {incident_id!r}")
+        self.store.diagnoses.extend(self.diagnoses)
         for approval in self.approvals:
             if approval.id in self.store.approval_records:
                 raise ValueError(f"approval {approval.id} exists already")  # the SQL store's primary key
@@ -476,6 +485,18 @@ class _MemoryTransaction:
 
     async def add_approval(self, approval: Approval) -> None:
         self.approvals.append(approval)
+
+    async def save_diagnosis(self, incident_id: str, diagnosis_json: dict[str, Any], at: datetime) -> None:
+        self.diagnoses.append((incident_id, at, copy.deepcopy(diagnosis_json)))
+
+    async def finish_job(self, job_id: str, ok: bool, now: datetime, *, worker: str | None = None) -> bool:
+        st = self.store.job_states.get(job_id)
+        if st is None or st.state != "running" or (worker is not None and st.worker != worker):
+            return False
+        if job_id in self.finished:
+            return False
+        self.finished[job_id] = (ok, now)
+        return True
 
     async def get_alert(self, fingerprint: str) -> StoredAlert | None:
         return self.alerts.get(fingerprint) or self.store.alerts.get(fingerprint)

@@ -313,8 +313,23 @@ class SqlTransaction:
         )
         return bool((await self.conn.execute(stmt)).rowcount == 1)
 
+    async def save_diagnosis(self, incident_id: str, diagnosis_json: dict[str, Any], at: datetime) -> None:
+        await self.conn.execute(diagnoses.insert().values(incident_id=incident_id, at=at, body=diagnosis_json))
+
+    async def finish_job(self, job_id: str, ok: bool, now: datetime, *, worker: str | None = None) -> bool:
+        result = await self.conn.execute(_finish_job(job_id, ok, now, worker))
+        return bool(result.rowcount == 1)
+
     async def add_approval(self, approval: Approval) -> None:
         await self.conn.execute(approvals.insert().values(**approval.model_dump(mode="python")))
+
+
+def _finish_job(job_id: str, ok: bool, now: datetime, worker: str | None) -> Any:
+    """The update that ends a running job (held by ``worker``, when given)."""
+    where: list[ColumnElement[bool]] = [jobs.c.id == job_id, jobs.c.state == "running"]
+    if worker is not None:
+        where.append(jobs.c.lease_owner == worker)
+    return update(jobs).where(*where).values(state="done" if ok else "failed", finished_at=now, lease_until=None)
 
 
 async def _get_paging(conn: AsyncConnection, incident_id: str) -> Paging | None:
@@ -409,12 +424,8 @@ class SqlStore:
         return ClaimedJob(**fields, attempts=row.attempts + 1, worker=worker, lease_until=until)
 
     async def finish_job(self, job_id: str, ok: bool, now: datetime, *, worker: str | None = None) -> bool:
-        where: list[ColumnElement[bool]] = [jobs.c.id == job_id, jobs.c.state == "running"]
-        if worker is not None:
-            where.append(jobs.c.lease_owner == worker)
-        stmt = update(jobs).where(*where).values(state="done" if ok else "failed", finished_at=now, lease_until=None)
         async with self._writer.begin() as conn:
-            result = await conn.execute(stmt)
+            result = await conn.execute(_finish_job(job_id, ok, now, worker))
         return bool(result.rowcount == 1)
 
     # -- outbox ------------------------------------------------------------------------------------

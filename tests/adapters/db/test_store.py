@@ -283,6 +283,30 @@ async def test_a_failed_job_is_finished_too(store: Store) -> None:
     assert await store.finish_job("missing", True, T0) is False
 
 
+async def test_a_job_ends_with_its_result_in_one_transaction_or_not_at_all(store: Store) -> None:
+    """The diagnosis, its event and messages commit with the job's end: a transaction that fails after
+    finishing the job leaves it running with no result; one for a job another worker took writes nothing."""
+    await seed(store, incident(1))
+    async with store.transaction() as tx:
+        await tx.enqueue_job(job("j1"))
+    assert await store.claim_job("w1", LEASE, T0) is not None
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            assert await tx.finish_job("j1", True, T0, worker="w1") is True
+            await tx.save_diagnosis("1", {"top": "upstream_down"}, T0)
+            raise RuntimeError("killed before the commit")
+    assert [j.id for j in await store.pending_jobs()] == ["j1"] and await store.get_diagnosis("1") is None
+    assert await store.claim_job("w2", LEASE, T0 + LEASE) is not None  # w1's lease ran out
+    async with store.transaction() as tx:
+        assert await tx.finish_job("j1", True, T0 + LEASE, worker="w1") is False  # w1 must write nothing
+    async with store.transaction() as tx:
+        assert await tx.finish_job("j1", True, T0 + LEASE, worker="w2") is True
+        await tx.save_diagnosis("1", {"top": "upstream_down"}, T0 + LEASE)
+        await tx.enqueue_message(message("m1"))
+    assert await store.pending_jobs() == [] and await store.get_diagnosis("1") == {"top": "upstream_down"}
+    assert [m.id for m in await store.pending_messages()] == ["m1"]
+
+
 async def test_concurrent_workers_never_get_the_same_job(store: Store) -> None:
     await seed(store, incident(1))
     async with store.transaction() as tx:
