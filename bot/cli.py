@@ -263,7 +263,12 @@ def _store_call(config: str | None, what: str, incident_id: str | None = None) -
         found = await store.get_incident(incident_id)
         if found is None:
             return None
-        return found, await store.timeline(incident_id), await store.get_diagnosis(incident_id)
+        timeline = await store.timeline(incident_id)
+        # delivery per chat target (issue #9 item 11: degraded delivery)
+        from bot.core.delivery import delivery_report  # noqa: PLC0415
+
+        delivery = delivery_report(incident_id, timeline, await store.pending_messages())
+        return found, timeline, await store.get_diagnosis(incident_id), delivery
 
     return _on_store(config, work)
 
@@ -300,9 +305,10 @@ def incidents_show(
     if found is None:
         raise UsageErrorNoIncident(incident_id)
     assert isinstance(found, tuple)
-    incident, timeline, diagnosis = found
+    incident, timeline, diagnosis, delivery = found
     if as_json:
         body = {**incident.model_dump(mode="json"), "timeline": [e.model_dump(mode="json") for e in timeline]}
+        body["delivery"] = {target: state.model_dump(mode="json") for target, state in delivery.items()}
         if diagnosis is not None:
             body["diagnosis"] = diagnosis
         sys.stdout.write(json.dumps(body, indent=2) + "\n")
@@ -315,6 +321,12 @@ def incidents_show(
     )
     for event in timeline:
         console.print(f"  {event.at:%Y-%m-%d %H:%M:%S}Z  {event.kind:<16} {event.text}", markup=False)
+    for state in delivery.values():  # delivery per chat target (issue #9 item 11)
+        since = f" since {state.since:%Y-%m-%d %H:%M:%S}Z" if state.since is not None else ""
+        error = f", last error: {state.last_error}" if state.state == "degraded" and state.last_error else ""
+        style = "bold yellow" if state.state == "degraded" else None
+        line = f"delivery to {state.label}: {state.state}{since}, {state.waiting} waiting{error}"
+        console.print(line, markup=False, style=style)
     if diagnosis is not None:
         _print_diagnosis(console, diagnosis)
 
@@ -422,7 +434,7 @@ def incidents_export(
     if found is None:
         raise UsageErrorNoIncident(incident_id)
     assert isinstance(found, tuple)
-    incident, timeline, diagnosis = found
+    incident, timeline, diagnosis, _delivery = found
     if fmt is ExportFormat.json:
         sys.stdout.write(json.dumps(to_json(incident, timeline, diagnosis), indent=2, ensure_ascii=False) + "\n")
     else:

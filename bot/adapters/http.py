@@ -5,7 +5,9 @@
   2xx only after the incident service has committed every alert; a failure of the store is a 503 so
   Alertmanager retries (it never retries a 4xx).
 - ``GET /api/incidents``, ``GET /api/incidents/{id}``: the API token when configured; one incident comes
-  with its timeline and, once a worker has diagnosed it, its latest ``diagnosis`` (DESIGN §4.2 shape);
+  with its timeline, its ``delivery`` per chat target (``ok``/``degraded``, since when, messages waiting,
+  the last error: :func:`bot.core.delivery.delivery_report`) and, once a worker has diagnosed it, its
+  latest ``diagnosis`` (DESIGN §4.2 shape);
   ``limit`` (1..500, default 50) outside that range or not a number is a 400; a store failure is a 503.
 - ``POST /api/incidents/{id}/ack`` and ``/resolve``: the API token; an optional JSON body
   ``{"actor": "..."}`` (default ``api``); 200 with the incident and ``outcome`` (acknowledging twice
@@ -53,6 +55,7 @@ from bot.adapters.openapi import (
     describe_alert_routes,
     security,
 )
+from bot.core.delivery import delivery_report
 from bot.core.incidents import Incident, Intake
 from bot.core.store import Store
 from bot.errors import PayloadError
@@ -263,11 +266,13 @@ def build_api(
             if found is None:
                 return _error(404, "not_found", f"no incident {incident_id!r}")
             events = await store.timeline(incident_id)
+            delivery = delivery_report(incident_id, events, await store.pending_messages())
             diagnosis = await store.get_diagnosis(incident_id)
         except Exception:
             log.exception("reading incident %s failed", incident_id)
             return _error(503, "unavailable", "the store failed; retry later")
         body = {**_incident_json(found), "timeline": [e.model_dump(mode="json") for e in events]}
+        body["delivery"] = {target: state.model_dump(mode="json") for target, state in delivery.items()}
         if diagnosis is not None:
             body["diagnosis"] = diagnosis
         return JSONResponse(body)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from bot.core.delivery import TargetDelivery
 from bot.core.incidents import Incident, Outcome, TimelineEvent
 
 #: The longest actor name the ack/resolve body takes.
@@ -47,9 +48,12 @@ class IncidentList(BaseModel):
 
 
 class IncidentDetail(Incident):
-    """One incident with its timeline and, once diagnosed, its latest diagnosis (DESIGN §4.2)."""
+    """One incident with its timeline, how delivery to each chat target stands (``delivery``: targets that
+    had trouble or have messages waiting, keyed by target name) and, once diagnosed, its latest diagnosis
+    (DESIGN §4.2)."""
 
     timeline: list[TimelineEvent]
+    delivery: dict[str, TargetDelivery] = Field(default_factory=dict)
     diagnosis: dict[str, Any] | None = None
 
 

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from bot.core.approvals import APPROVE, DENY, approval_blocks
 from bot.core.blocks import Actions, Block, Button, Code, Context, Fields, Header, Section, diagnosis_blocks
+from bot.core.delivery import TargetDelivery, degraded_line
 from bot.core.incidents import Incident, IncidentState, OutboxMessage
 from bot.core.models import Diagnosis, Finding, Severity
 from bot.core.oncall import format_duration
@@ -76,9 +77,12 @@ def card_buttons(incident: Incident) -> Actions | None:
     return Actions(tuple(buttons))
 
 
-def status_card(incident: Incident, diagnosis: Diagnosis | None) -> list[Block]:
+def status_card(
+    incident: Incident, diagnosis: Diagnosis | None, delivery: Sequence[TargetDelivery] = ()
+) -> list[Block]:
     """The incident's status card: state, service, status, URL, times, who acknowledged, the top cause
-    once diagnosed, and the buttons."""
+    once diagnosed, a warning line per chat target whose delivery is degraded (``delivery``), and the
+    buttons."""
     title = incident.title or incident.key
     blocks: list[Block] = [Header(f"{_STATE_MARK[incident.state]} Incident #{incident.id}: {title}")]
     pairs: list[tuple[str, str]] = [
@@ -111,7 +115,18 @@ def status_card(incident: Incident, diagnosis: Diagnosis | None) -> list[Block]:
     buttons = card_buttons(incident)
     if buttons is not None:
         blocks.append(buttons)
-    return blocks
+    return with_delivery_notice(blocks, delivery)
+
+
+def with_delivery_notice(card: list[Block], delivery: Sequence[TargetDelivery]) -> list[Block]:
+    """The card with a ``⚠ Slack delivery delayed since 10:02 UTC`` line for each degraded target of
+    ``delivery`` (others are ignored), above the buttons; the card itself when none is degraded. The
+    outbox worker applies it to every card it sends, with the other targets' states."""
+    lines = [Section(degraded_line(d)) for d in delivery if d.state == "degraded"]
+    if not lines:
+        return card
+    at = next((n for n, block in enumerate(card) if isinstance(block, Actions)), len(card))
+    return [*card[:at], *lines, *card[at:]]
 
 
 def _clip(line: str) -> str:

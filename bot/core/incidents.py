@@ -67,6 +67,8 @@ EventKind = Literal[
     "paged",
     "page_deferred",
     "page_failed",
+    "delivery_degraded",  # a chat target keeps failing for this incident (bot/core/delivery.py)
+    "delivery_restored",
     "approval_requested",
     "approved",
     "denied",

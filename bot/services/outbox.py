@@ -12,7 +12,9 @@ target. Rules (DESIGN §8, serve issue item 8):
   later messages of that incident and target are given back to the store and wait behind it (the
   store holds them back), while other targets go on;
 - **pace**: at most one message per ``Pace.interval`` seconds to one target, and optionally at most
-  ``Pace.burst`` per ``Pace.window`` (Telegram groups: 20 a minute); targets do not wait for each other;
+  ``Pace.burst`` per ``Pace.window`` (Telegram groups: 20 a minute); targets do not wait for each other:
+  a batch waits out a target's interval, but a target that must wait longer (its burst window is full)
+  has its messages given back, each due when the pace allows (:data:`MAX_PAUSE`);
 - **429**: :class:`~bot.errors.RateLimited` blocks the whole target for ``retry_after`` seconds and the
   message is offered again then (``retry_message(at=now + retry_after)``);
 - **5xx / network**: :class:`~bot.errors.TransientChatError` (or an unexpected exception) retries the
@@ -23,6 +25,11 @@ target. Rules (DESIGN §8, serve issue item 8):
 - **coalescing**: an ``updated`` message followed in the batch by another ``updated`` or a
   ``resolved`` of the same incident is not sent: the card is rendered from the incident as it is now,
   so the last one shows the latest state;
+- **degraded delivery**: a target that keeps failing for an incident (``degraded_after``: three failures
+  over thirty seconds by default) gets one ``delivery_degraded`` event on the incident's timeline, and one
+  ``delivery_restored`` when it takes a message again (:mod:`bot.services.delivery_health`); every card
+  sent to a target shows a line for each *other* target degraded for the incident
+  (:func:`bot.core.cards.with_delivery_notice`), and the other targets' cards are refreshed when it changes;
 - **exactly once**: a message is marked delivered right after its sender returns; a worker that dies
   leaves its claimed messages leased, and another worker (or this one after a restart) takes the
   undelivered ones once the lease runs out. A batch stops sending before its lease runs out and gives
@@ -43,12 +50,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.core.blocks import Block, redacted
-from bot.core.cards import read_diagnosis
+from bot.core.cards import read_diagnosis, with_delivery_notice
 from bot.core.chat import ChatSender
+from bot.core.delivery import DEGRADED_AFTER, DegradedAfter
 from bot.core.incidents import Incident, OutboxMessage
 from bot.core.models import Diagnosis
 from bot.core.store import MESSAGE_LEASE, ClaimedMessage, Store
 from bot.errors import ChatError, RateLimited, TransientChatError
+from bot.services.delivery_health import DeliveryHealth
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +84,11 @@ class Pace:
         if self.interval < 0 or self.window <= 0 or (self.burst is not None and self.burst < 1):
             raise ValueError(f"invalid pace {self!r}")
 
+
+#: The longest a batch waits for one target beyond its interval (a Telegram group's burst window, say):
+#: past it the target's messages are given back, due when its pace allows, and the batch goes on with
+#: the other targets, so one slow target never holds up another's messages or retries.
+MAX_PAUSE = 2.0
 
 #: What a target gets unless told otherwise: one message a second.
 DEFAULT_PACE = Pace(interval=1.0)
@@ -135,6 +149,7 @@ class OutboxWorker:
         backoff: float = 1.0,
         backoff_cap: float = 60.0,
         on_rejected: OnRejected | None = None,
+        degraded_after: DegradedAfter = DEGRADED_AFTER,
     ) -> None:
         if not senders:
             raise ValueError("the outbox needs at least one sender")
@@ -156,6 +171,7 @@ class OutboxWorker:
         self._gates: dict[str, _Gate] = {}
         self._failures: dict[str, int] = defaultdict(int)
         self._stop: asyncio.Event | None = None
+        self.health = DeliveryHealth(store, clock, self.senders, self.target_of, threshold=degraded_after)
 
     def _default_target(self, message: OutboxMessage, incident: Incident) -> str:
         return message.target if message.target in self.senders else self._default
@@ -194,6 +210,9 @@ class OutboxWorker:
                 await self._give_back({target: queues[target]}, stopped, ready)
                 continue
             if ready > now:
+                if (ready - now).total_seconds() > max(MAX_PAUSE, self._gate(target).pace.interval):
+                    await self._hand_back(target, queues[target], stopped, now)  # a burst window: claim again later
+                    continue
                 await self._pause((ready - now).total_seconds())
                 continue
             item = queues[target].popleft()
@@ -275,6 +294,21 @@ class OutboxWorker:
                     item.message.id, max(at, stopped.get((item.message.incident_id, item.target), at))
                 )
 
+    async def _hand_back(
+        self, target: str, queue: deque[_Item], stopped: Mapping[tuple[str, str], datetime], now: datetime
+    ) -> None:
+        """Give the target's unsent messages back, each due when the target's pace would let it go (so they
+        come back one by one, not all at once), rather than hold the batch while the target waits."""
+        gate = self._gate(target)
+        ahead = _Gate(gate.pace, deque(gate.sent), gate.blocked_until)
+        while queue:
+            item = queue.popleft()
+            at = ahead.ready_at(now)
+            ahead.record(at)
+            await self.store.retry_message(
+                item.message.id, max(at, stopped.get((item.message.incident_id, target), at))
+            )
+
     async def _deliver(
         self, item: _Item, queues: Mapping[str, deque[_Item]], stopped: dict[tuple[str, str], datetime]
     ) -> None:
@@ -291,7 +325,10 @@ class OutboxWorker:
             diagnosis = None
             if message.kind != "post" or not message.payload:
                 diagnosis = read_diagnosis(await self.store.get_diagnosis(message.incident_id))
-            await sender.send(message, redacted(self.render(message, incident, diagnosis)), incident)
+            blocks = self.render(message, incident, diagnosis)
+            if message.kind != "post":  # a card: say which other targets are behind
+                blocks = with_delivery_notice(blocks, await self.health.others_degraded(incident, target))
+            await sender.send(message, redacted(blocks), incident)
         except asyncio.CancelledError:
             raise  # shutting down: the message stays leased and is offered again once the lease runs out
         except RateLimited as exc:
@@ -301,6 +338,7 @@ class OutboxWorker:
             stopped[(message.incident_id, target)] = at
             await self.store.retry_message(message.id, at)
             await self._give_back({target: queues[target]}, stopped, at)  # the whole target waits
+            await self.health.failed(incident, target, exc.detail, exc.code)
         except ChatError as exc:
             if not isinstance(exc, TransientChatError):
                 log.error("outbox message %s to %s rejected for good (%s); dropped", message.id, target, exc.code)
@@ -309,12 +347,15 @@ class OutboxWorker:
                 await self._rejected(message, incident, exc)
                 return
             await self._retry_later(message, target, stopped, exc.code)
+            await self.health.failed(incident, target, exc.detail, exc.code)
         except Exception as exc:  # a sender or renderer bug: retry like a transient failure, loudly
             log.exception("outbox message %s to %s: unexpected failure", message.id, target)
             await self._retry_later(message, target, stopped, type(exc).__name__)
+            await self.health.failed(incident, target, f"unexpected {type(exc).__name__}", "unexpected")
         else:
             self._failures.pop(message.id, None)
             await self.store.mark_delivered(message.id, self.clock())
+            await self.health.delivered(incident, target)
 
     async def _rejected(self, message: ClaimedMessage, incident: Incident, error: ChatError) -> None:
         if self.on_rejected is None:
