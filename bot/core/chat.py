@@ -14,7 +14,7 @@ A sender bounds each call with a timeout of its own: the outbox waits for it.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot.core.blocks import Block
 from bot.core.incidents import Incident, OutboxMessage
@@ -23,4 +23,14 @@ from bot.core.incidents import Incident, OutboxMessage
 class ChatSender(Protocol):
     async def send(self, message: OutboxMessage, blocks: list[Block], incident: Incident) -> None:
         """Deliver ``message`` (rendered as ``blocks``) to this sender's chat; raise a ChatError if not."""
+        ...
+
+
+@runtime_checkable
+class PerChat(Protocol):
+    """A sender whose platform limits each chat on its own (a Slack channel, a Telegram chat): the outbox
+    paces each chat as its own lane, so one busy chat never slows down another."""
+
+    def lane(self, incident: Incident) -> str | None:
+        """The chat ``incident``'s messages go to (None: not known; the target's shared lane)."""
         ...

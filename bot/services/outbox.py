@@ -11,11 +11,13 @@ target. Rules (DESIGN §8, serve issue item 8):
 - **order**: an incident's messages to one target go out in the order queued; when one fails, the
   later messages of that incident and target are given back to the store and wait behind it (the
   store holds them back), while other targets go on;
-- **pace**: at most one message per ``Pace.interval`` seconds to one target, and optionally at most
-  ``Pace.burst`` per ``Pace.window`` (Telegram groups: 20 a minute); targets do not wait for each other:
-  a batch waits out a target's interval, but a target that must wait longer (its burst window is full)
-  has its messages given back, each due when the pace allows (:data:`MAX_PAUSE`);
-- **429**: :class:`~bot.errors.RateLimited` blocks the whole target for ``retry_after`` seconds and the
+- **pace**: at most one message per ``Pace.interval`` seconds to one lane, and optionally at most
+  ``Pace.burst`` per ``Pace.window`` (Telegram groups: 20 a minute). A lane is one chat of a target whose
+  sender paces per chat (:class:`~bot.core.chat.PerChat`: a Slack channel, a Telegram chat), else the
+  whole target. Lanes do not wait for each other: a batch waits out a lane's interval, but a lane that
+  must wait longer (its burst window is full) has its messages given back, each due when the pace allows
+  (:data:`MAX_PAUSE`);
+- **429**: :class:`~bot.errors.RateLimited` blocks the message's lane for ``retry_after`` seconds and the
   message is offered again then (``retry_message(at=now + retry_after)``);
 - **5xx / network**: :class:`~bot.errors.TransientChatError` (or an unexpected exception) retries the
   message after an exponential backoff (``backoff`` × 2ⁿ, capped at ``backoff_cap``);
@@ -51,7 +53,7 @@ from datetime import datetime, timedelta
 
 from bot.core.blocks import Block, redacted
 from bot.core.cards import read_diagnosis, with_delivery_notice
-from bot.core.chat import ChatSender
+from bot.core.chat import ChatSender, PerChat
 from bot.core.delivery import DEGRADED_AFTER, DegradedAfter
 from bot.core.incidents import Incident, OutboxMessage
 from bot.core.models import Diagnosis
@@ -131,6 +133,17 @@ class _Item:
     message: ClaimedMessage
     incident: Incident
     target: str
+    #: Where it is paced: ``target`` and, for a per-chat sender, the chat (:func:`lane_of`).
+    lane: str
+
+
+def lane_of(target: str, chat: str | None) -> str:
+    """The lane of a target's chat (``slack\x1fC0INCIDENTS``), or of the whole target."""
+    return f"{target}\x1f{chat}" if chat else target
+
+
+def _target_of_lane(lane: str) -> str:
+    return lane.split("\x1f", 1)[0]
 
 
 class OutboxWorker:
@@ -176,12 +189,17 @@ class OutboxWorker:
     def _default_target(self, message: OutboxMessage, incident: Incident) -> str:
         return message.target if message.target in self.senders else self._default
 
-    def _gate(self, target: str) -> _Gate:
-        gate = self._gates.get(target)
+    def _gate(self, lane: str) -> _Gate:
+        gate = self._gates.get(lane)
         if gate is None:
+            target = _target_of_lane(lane)
             pace = self.pace if isinstance(self.pace, Pace) else self.pace.get(target, DEFAULT_PACE)
-            gate = self._gates[target] = _Gate(pace)
+            gate = self._gates[lane] = _Gate(pace)
         return gate
+
+    def _lane(self, target: str, incident: Incident) -> str:
+        sender = self.senders.get(target)
+        return lane_of(target, sender.lane(incident) if isinstance(sender, PerChat) else None)
 
     def backoff_delay(self, failures: int) -> float:
         """Seconds to wait after the ``failures``-th transient failure of a message."""
@@ -205,18 +223,18 @@ class OutboxWorker:
             if self._stopping:
                 await self._give_back(queues, stopped, now)
                 break
-            target, ready = min(((t, self._gate(t).ready_at(now)) for t, q in queues.items() if q), key=lambda c: c[1])
+            lane, ready = min(((n, self._gate(n).ready_at(now)) for n, q in queues.items() if q), key=lambda c: c[1])
             if ready > deadline:
-                await self._give_back({target: queues[target]}, stopped, ready)
+                await self._give_back({lane: queues[lane]}, stopped, ready)
                 continue
             if ready > now:
-                if (ready - now).total_seconds() > max(MAX_PAUSE, self._gate(target).pace.interval):
-                    await self._hand_back(target, queues[target], stopped, now)  # a burst window: claim again later
+                if (ready - now).total_seconds() > max(MAX_PAUSE, self._gate(lane).pace.interval):
+                    await self._hand_back(lane, queues[lane], stopped, now)  # a burst window: claim again later
                     continue
                 await self._pause((ready - now).total_seconds())
                 continue
-            item = queues[target].popleft()
-            held = stopped.get((item.message.incident_id, target))
+            item = queues[lane].popleft()
+            held = stopped.get((item.message.incident_id, item.target))
             if held is not None:
                 await self.store.retry_message(item.message.id, held)
                 continue
@@ -254,7 +272,7 @@ class OutboxWorker:
                     await task
 
     async def _queues(self, claimed: Sequence[ClaimedMessage]) -> dict[str, deque[_Item]]:
-        """Per target, the claimed messages to send in order; superseded card updates are settled here."""
+        """Per lane, the claimed messages to send in order; superseded card updates are settled here."""
         incidents: dict[str, Incident | None] = {}
         items: list[_Item] = []
         for message in claimed:
@@ -265,7 +283,8 @@ class OutboxWorker:
                 log.error("outbox message %s: incident %s does not exist; dropped", message.id, message.incident_id)
                 await self.store.mark_delivered(message.id, self.clock())
                 continue
-            items.append(_Item(message, incident, self.target_of(message, incident)))
+            target = self.target_of(message, incident)
+            items.append(_Item(message, incident, target, self._lane(target, incident)))
         kept: list[_Item] = []
         for n, item in enumerate(items):
             if item.message.kind == "updated" and any(
@@ -280,7 +299,7 @@ class OutboxWorker:
             kept.append(item)
         queues: dict[str, deque[_Item]] = defaultdict(deque)
         for item in kept:
-            queues[item.target].append(item)
+            queues[item.lane].append(item)
         return queues
 
     async def _give_back(
@@ -295,18 +314,18 @@ class OutboxWorker:
                 )
 
     async def _hand_back(
-        self, target: str, queue: deque[_Item], stopped: Mapping[tuple[str, str], datetime], now: datetime
+        self, lane: str, queue: deque[_Item], stopped: Mapping[tuple[str, str], datetime], now: datetime
     ) -> None:
-        """Give the target's unsent messages back, each due when the target's pace would let it go (so they
-        come back one by one, not all at once), rather than hold the batch while the target waits."""
-        gate = self._gate(target)
+        """Give the lane's unsent messages back, each due when the lane's pace would let it go (so they
+        come back one by one, not all at once), rather than hold the batch while the lane waits."""
+        gate = self._gate(lane)
         ahead = _Gate(gate.pace, deque(gate.sent), gate.blocked_until)
         while queue:
             item = queue.popleft()
             at = ahead.ready_at(now)
             ahead.record(at)
             await self.store.retry_message(
-                item.message.id, max(at, stopped.get((item.message.incident_id, target), at))
+                item.message.id, max(at, stopped.get((item.message.incident_id, item.target), at))
             )
 
     async def _deliver(
@@ -314,7 +333,7 @@ class OutboxWorker:
     ) -> None:
         message, target = item.message, item.target
         incident = await self.store.get_incident(message.incident_id) or item.incident  # as it is now
-        gate = self._gate(target)
+        gate = self._gate(item.lane)
         sender = self.senders.get(target)
         if sender is None:
             log.error("outbox message %s: no sender for target %r; dropped", message.id, target)
@@ -337,7 +356,7 @@ class OutboxWorker:
             gate.blocked_until = max(at, gate.blocked_until or at)
             stopped[(message.incident_id, target)] = at
             await self.store.retry_message(message.id, at)
-            await self._give_back({target: queues[target]}, stopped, at)  # the whole target waits
+            await self._give_back({item.lane: queues[item.lane]}, stopped, at)  # the whole lane waits
             await self.health.failed(incident, target, exc.detail, exc.code)
         except ChatError as exc:
             if not isinstance(exc, TransientChatError):

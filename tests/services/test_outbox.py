@@ -1,7 +1,8 @@
 """The outbox worker on the in-memory store and a recording sender, on a fake clock that never sleeps:
 an incident's messages go out in order; a message is delivered exactly once even when a worker dies
-mid-batch; each target is paced (interval and burst window) without making other targets wait; a 429's
-Retry-After is obeyed by the whole target; transient failures back off exponentially up to a cap;
+mid-batch; each target is paced (interval and burst window) without making other targets wait, and a
+sender that is limited per chat per chat; a 429's Retry-After is obeyed by the whole target (the chat for
+a per-chat sender); transient failures back off exponentially up to a cap;
 pending card updates are coalesced to the latest state; a finished diagnosis reaches chat as the
 cause card."""
 
@@ -192,6 +193,41 @@ async def test_each_target_is_paced_on_its_own_interval_and_burst_window() -> No
     assert slack.times == [T0, clock.at(1), clock.at(2)]
     assert telegram.times == [T0, clock.at(1), clock.at(10)]  # two in the window, then wait for it
     assert clock.slept and all(s > 0 for s in clock.slept)
+
+
+class PerChatNotifier(RecordingNotifier):
+    """A recording sender whose platform limits each chat on its own (as Slack channels and Telegram chats
+    are): an incident's chat is its service."""
+
+    def lane(self, incident: Incident) -> str | None:
+        return incident.service
+
+
+async def test_a_per_chat_sender_is_paced_per_chat_and_a_429_holds_only_that_chat() -> None:
+    store, clock = MemoryStore(), Clock()
+    await incident(store, 1)
+    await incident(store, 2)
+    await incident(store, 3, service="blog", key="blog3:5xx")
+    await enqueue(store, 1, "opened", "s1")
+    await enqueue(store, 2, "opened", "s2")
+    await enqueue(store, 3, "opened", "b1")
+    await enqueue(store, 3, "post", "b2", text="reply")
+    await enqueue(store, 1, "post", "s1b", text="reply")
+    chat = PerChatNotifier(clock)
+    await drain(worker(store, clock, {"chat": chat}), store, clock)
+    sent = {s.message.id: s.at for s in chat.sent}
+    assert sent == {"s1": T0, "b1": T0, "s2": clock.at(1), "b2": clock.at(1), "s1b": clock.at(2)}
+
+    store, clock = MemoryStore(), Clock()
+    await incident(store, 1)
+    await incident(store, 3, service="blog", key="blog3:5xx")
+    await enqueue(store, 1, "opened", "s1")
+    await enqueue(store, 3, "opened", "b1")
+    await enqueue(store, 3, "post", "b2", text="reply")
+    chat = PerChatNotifier(clock).rate_limit(7.5)  # the first send (to shop's chat) gets a 429
+    await drain(worker(store, clock, {"chat": chat}), store, clock)
+    sent = {s.message.id: s.at for s in chat.sent}
+    assert sent == {"b1": T0, "b2": clock.at(1), "s1": clock.at(7.5)}  # blog's chat did not wait
 
 
 async def test_the_telegram_group_pace_allows_twenty_a_minute() -> None:

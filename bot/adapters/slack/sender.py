@@ -107,6 +107,10 @@ class SlackSender:
         self.timeout = timeout
         self.lookback = lookback
 
+    def lane(self, incident: Incident) -> str | None:
+        """Slack's pace is per channel (:class:`~bot.core.chat.PerChat`)."""
+        return self.channel_of(incident)
+
     async def send(self, message: OutboxMessage, blocks: list[Block], incident: Incident) -> None:
         thread = await self.store.get_thread(incident.id, TARGET)
         again = isinstance(message, ClaimedMessage) and message.attempts > 1

@@ -234,6 +234,12 @@ class TelegramSender:
         self._done: dict[str, set[str]] = {}  # outbox message id → steps Telegram already has
         self._topic_closed: dict[tuple[int, int], bool] = {}  # (chat, topic) → closed, as we last left it
 
+    def lane(self, incident: Incident) -> str | None:
+        """Telegram's limits are per chat (:class:`~bot.core.chat.PerChat`); the flood gate keeps the
+        overall one."""
+        chat = self.chat_of(incident)
+        return str(chat) if chat else None
+
     async def send(self, message: OutboxMessage, blocks: list[Block], incident: Incident) -> None:
         try:
             async with asyncio.timeout(self.timeout):
