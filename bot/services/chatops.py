@@ -35,6 +35,7 @@ from bot.core.chat_commands import (
     incident_id,
     request_params,
 )
+from bot.core.delivery import degraded_targets
 from bot.core.incidents import Incident, Job, TimelineEvent
 from bot.core.models import Diagnosis
 from bot.core.store import Store
@@ -244,10 +245,13 @@ class ChatOps:
         if incident is None:
             return ChatReply([Section(f"No incident #{number}.")], private=True)
         diagnosis = read_diagnosis(await self.store.get_diagnosis(number))
-        blocks: list[Block] = [block for block in status_card(incident, diagnosis) if not isinstance(block, Actions)]
+        timeline = list(await self.store.timeline(number))
+        delivery = list(degraded_targets(timeline).values())  # a chat that keeps failing, said on the card
+        card = status_card(incident, diagnosis, delivery)
+        blocks: list[Block] = [block for block in card if not isinstance(block, Actions)]
         if diagnosis is not None and diagnosis.top is not None and diagnosis.evidence_found:
             blocks.extend(diagnosis_blocks(diagnosis)[:4])
-        events = list(await self.store.timeline(number))[-10:]
+        events = timeline[-10:]
         if events:
             blocks.append(Fields(tuple((when(e.at), e.text) for e in events)))
         blocks.append(Context(f"Everything, with the full output: incident-bot incidents show {number}"))

@@ -13,6 +13,7 @@ import pytest
 from bot.config import AllowList, ChatPermissions
 from bot.core.blocks import Block, Section, plain_text
 from bot.core.chat_commands import Actor, ParsedCommand, parse
+from bot.core.delivery import degraded_event
 from bot.core.incidents import IncidentState
 from bot.core.models import Alert, Diagnosis
 from bot.errors import UsageError
@@ -95,6 +96,19 @@ async def test_show_gives_the_card_without_buttons_and_the_timeline(ops: ChatOps
     assert f"Incident #{number}" in text and "opened by" in text and "[Acknowledge]" not in text
     assert reply.incident_id == number
     assert "No incident #99." in plain_text((await ops.run(MALLORY, parse("show 99"))).blocks)
+
+
+async def test_show_says_when_a_chat_keeps_failing_for_the_incident(ops: ChatOps, store: MemoryStore) -> None:
+    number = await opened(ops)
+    event = degraded_event(
+        number, at=T0, target="slack", since=T0, error="Slack chat.postMessage: HTTP 503", code="http_503",
+        failures=3, waiting=2,
+    )  # fmt: skip
+    async with store.transaction() as tx:
+        await tx.add_event(event)
+    assert "Slack delivery delayed since 03:25 UTC" in plain_text(
+        (await ops.run(MALLORY, parse(f"show {number}"))).blocks
+    )
 
 
 async def test_ack_in_an_incident_channel_records_the_slack_user_and_a_second_ack_says_so(
