@@ -18,7 +18,7 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fastapi import FastAPI
 from pydantic import SecretStr
@@ -217,6 +217,7 @@ def chat_operations(
         run=run_approved,
         clock=clock,
         expire_after=settings.approvals.expire_after,
+        run_limit=timedelta(seconds=settings.ssh.deadline + settings.jobs.lease_margin),
         announce=announce,
     )
     return ChatOps(

@@ -243,6 +243,11 @@ class Store(Protocol):
         """Pending requests whose time ran out by ``now``, oldest first."""
         ...
 
+    async def stuck_approvals(self, started_before: datetime) -> Sequence[Approval]:
+        """Requests still ``running`` that were approved before ``started_before`` (their run was cut
+        short: the bot stopped while it ran), oldest first."""
+        ...
+
     async def approvals(self, incident_id: str) -> Sequence[Approval]:
         """The incident's requests, oldest first."""
         ...

@@ -80,17 +80,20 @@ class Approvals:
         run: RunApproved,
         clock: Callable[[], datetime],
         expire_after: timedelta,
+        run_limit: timedelta = timedelta(minutes=5),
         announce: Announcer | None = None,
         new_id: Callable[[], str] = lambda: secrets.token_hex(5),
     ) -> None:
         """``runbooks``: the mutating runbooks by name; ``hosts``: each service's hosts (a request may
-        name only a host of its incident's service)."""
+        name only a host of its incident's service); ``run_limit``: past it, a run still marked running
+        was cut short (the bot stopped) and is reported as such."""
         self.store = store
         self.runbooks = {name: rb for name, rb in runbooks.items() if rb.mutating}
         self.hosts = hosts
         self.run = run
         self.clock = clock
         self.expire_after = expire_after
+        self.run_limit = run_limit
         self.announce = announce or Announcer()
         self.new_id = new_id
 
@@ -192,13 +195,24 @@ class Approvals:
         return _private(f"Request {won.id} dropped: {won.what} will not run.")
 
     async def expire_due(self) -> int:
-        """Mark every pending request whose time ran out as expired (and say so); how many were."""
+        """Mark every pending request whose time ran out as expired, and every run cut short (still
+        running past ``run_limit``: the bot stopped while it ran) as failed, saying so; how many were."""
         now = self.clock()
-        expired = 0
+        changed = 0
         for due in await self.store.due_approvals(now):
             if await self._expire(due.id, now) is not None:
-                expired += 1
-        return expired
+                changed += 1
+        for stuck in await self.store.stuck_approvals(now - self.run_limit):
+            outcome = "cut short: the bot stopped while it ran, so what it did is unknown; check the host"
+            won = await self.store.transition_approval(
+                stuck.id, (ApprovalState.RUNNING,), ApprovalState.FAILED, now, outcome=outcome
+            )
+            if won is not None:
+                changed += 1
+                credit = f"asked by {won.asked_by}, approved by {won.decided_by}"
+                await self._tell(won, now, "action_failed", f"✖ {won.what}: {outcome} ({credit})", None)
+                await audit_decision(self.store, "approval", "bot", _argv("interrupted", won), at=now, host=won.host)
+        return changed
 
     # -- helpers -----------------------------------------------------------------------------------
 

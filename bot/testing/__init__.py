@@ -420,6 +420,14 @@ class MemoryStore:
         due = [a for a in self.approval_records.values() if a.state is ApprovalState.PENDING and a.expires_at <= now]
         return sorted(due, key=lambda a: (a.expires_at, a.id))[:limit]
 
+    async def stuck_approvals(self, started_before: datetime) -> list[Approval]:
+        stuck = [
+            a
+            for a in self.approval_records.values()
+            if a.state is ApprovalState.RUNNING and a.decided_at is not None and a.decided_at < started_before
+        ]
+        return sorted(stuck, key=lambda a: (a.decided_at or started_before, a.id))
+
     async def approvals(self, incident_id: str) -> list[Approval]:
         return sorted(
             (a for a in self.approval_records.values() if a.incident_id == incident_id), key=lambda a: a.created_at

@@ -300,3 +300,26 @@ async def test_reading_needs_the_viewer_role_once_viewers_are_granted(ops: ChatO
     assert "No incidents." in plain_text((await ops.run(CAROL, parse("list"))).blocks)
     refused = await ops.run(DAVE, parse("list"))
     assert "you may not read incidents here: that needs the viewer role" in plain_text(refused.blocks)
+
+
+async def test_a_run_cut_short_by_a_stop_is_reported_failed_not_left_running(
+    ops: ChatOps, store: MemoryStore, runs: Runs, clock: Clock
+) -> None:
+    """The bot stopped between the approval and the end of the run: once the run could no longer be going
+    on (``run_limit``), the sweep says the outcome is unknown rather than leaving "running it now"."""
+    number = await opened(ops)
+    approval = await asked(ops, store, number)
+    cut = await store.transition_approval(
+        approval.id, (ApprovalState.PENDING,), ApprovalState.RUNNING, T0, decided_by="@bob (slack)",
+        decider="slack:U0BOB",
+    )  # fmt: skip  (as the approval does before it runs; the process died there)
+    assert cut is not None and ops.approvals is not None
+    clock.now = T0 + timedelta(minutes=4)
+    assert await ops.approvals.expire_due() == 0  # it might still be running
+    clock.now = T0 + timedelta(minutes=6)
+    assert await ops.approvals.expire_due() == 1 and await ops.approvals.expire_due() == 0
+    final = store.approval_records[approval.id]
+    assert final.state is ApprovalState.FAILED and "the bot stopped while it ran" in (final.outcome or "")
+    assert any(e.kind == "action_failed" and "check the host" in e.text for e in store.events)
+    assert ("approval", "bot", "interrupted") in [(e.kind, e.trigger, e.argv[0]) for e in store.audit]
+    assert not runs.ran

@@ -658,6 +658,15 @@ class SqlStore:
         async with self._read() as conn:
             return [_model(Approval, row) for row in await conn.execute(stmt)]
 
+    async def stuck_approvals(self, started_before: datetime) -> list[Approval]:
+        stmt = (
+            select(*_columns(approvals, Approval))
+            .where(approvals.c.state == ApprovalState.RUNNING.value, approvals.c.decided_at < started_before)
+            .order_by(approvals.c.decided_at, approvals.c.id)
+        )
+        async with self._read() as conn:
+            return [_model(Approval, row) for row in await conn.execute(stmt)]
+
     async def approvals(self, incident_id: str) -> list[Approval]:
         stmt = (
             select(*_columns(approvals, Approval))

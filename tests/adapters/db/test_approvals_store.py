@@ -83,3 +83,14 @@ async def test_a_failed_transaction_keeps_no_request(store: Store) -> None:
             await tx.add_approval(approval("a000000001"))
             raise RuntimeError("boom")
     assert await store.get_approval("a000000001") is None
+
+
+async def test_runs_still_marked_running_after_a_time_are_listed_as_stuck(store: Store) -> None:
+    await seed(store, approval("a000000001"), approval("a000000002"))
+    for aid, minute in (("a000000001", 1), ("a000000002", 3)):
+        at = T0 + timedelta(minutes=minute)
+        assert await store.transition_approval(aid, (PENDING,), RUNNING, at, decided_by="@bob", decider="s:B")
+    assert [a.id for a in await store.stuck_approvals(T0 + timedelta(minutes=2))] == ["a000000001"]
+    assert [a.id for a in await store.stuck_approvals(T0 + timedelta(minutes=4))] == ["a000000001", "a000000002"]
+    await store.transition_approval("a000000001", (RUNNING,), DONE, T0 + timedelta(minutes=5), outcome="ok")
+    assert [a.id for a in await store.stuck_approvals(T0 + timedelta(minutes=9))] == ["a000000002"]
