@@ -132,7 +132,7 @@ async def build_chats(settings: Settings, store: Store, clock: Callable[[], date
         await _open_bot(bot)
         chats.resources.push_async_callback(bot.shutdown)
         chats.telegram_chat_of = telegram_chat_of(settings)
-        chats.telegram_gate = FloodGate()
+        chats.telegram_gate = FloodGate(per_chat_burst=2)  # a new topic and its card go out together
         chats.telegram_bot = bot
         chats.senders[TELEGRAM] = TelegramSender(bot, store, chats.telegram_chat_of, clock, gate=chats.telegram_gate)
         chats.pace[TELEGRAM] = Pace(interval=PER_CHAT_INTERVAL, burst=GROUP_BURST, window=GROUP_WINDOW)

@@ -112,8 +112,10 @@ def telegram_bot(token: str, api_url: str = DEFAULT_API_URL, *, timeout: float =
 class FloodGate:
     """Keeps every write of one bot within Telegram's limits, across chats and callers.
 
-    ``await gate.wait(chat, group=...)`` returns when a message may go to ``chat`` now: at least
-    ``per_chat_interval`` s after the last one to that chat (and after any :meth:`hold`), at most
+    ``await gate.wait(chat, group=...)`` returns when a message may go to ``chat`` now: at most
+    ``per_chat_burst`` to that chat in any ``per_chat_burst × per_chat_interval`` s (1: at least
+    ``per_chat_interval`` s after the last one; Telegram tolerates short bursts, so ``serve`` lets a
+    topic's creation and its first message go together) and after any :meth:`hold`, at most
     ``group_burst`` per ``group_window`` s to a group, at most ``overall_rate`` per second in all. Sends
     are recorded when they are let through, so concurrent callers never overshoot. Time is injected.
     """
@@ -122,21 +124,23 @@ class FloodGate:
         self,
         *,
         per_chat_interval: float = PER_CHAT_INTERVAL,
+        per_chat_burst: int = 1,
         group_burst: int = GROUP_BURST,
         group_window: float = GROUP_WINDOW,
         overall_rate: int = OVERALL_PER_SECOND,
         now: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        if per_chat_interval < 0 or group_burst < 1 or group_window <= 0 or overall_rate < 1:
+        if per_chat_interval < 0 or per_chat_burst < 1 or group_burst < 1 or group_window <= 0 or overall_rate < 1:
             raise ValueError("invalid flood gate settings")
         self.per_chat_interval = per_chat_interval
+        self.per_chat_burst = per_chat_burst
         self.group_burst = group_burst
         self.group_window = group_window
         self.overall_rate = overall_rate
         self.now = now
         self.sleep = sleep
-        self._last: dict[str, float] = {}
+        self._recent: dict[str, deque[float]] = {}  # chat → its last ``per_chat_burst`` sends
         self._held: dict[str, float] = {}
         self._groups: dict[str, deque[float]] = {}
         self._all: deque[float] = deque(maxlen=overall_rate)
@@ -146,8 +150,9 @@ class FloodGate:
         caller's reading) a message may go to ``chat``."""
         key = str(chat)
         at = self.now() if now is None else now
-        if key in self._last:
-            at = max(at, self._last[key] + self.per_chat_interval)
+        recent = self._recent.get(key)
+        if recent is not None and len(recent) >= self.per_chat_burst:
+            at = max(at, recent[0] + self.per_chat_interval * self.per_chat_burst)
         at = max(at, self._held.get(key, at))
         sent = self._groups.get(key)
         if group and sent is not None and len(sent) >= self.group_burst:
@@ -164,7 +169,7 @@ class FloodGate:
             at = self.ready_at(chat, group=group, now=now)
             if at <= now:
                 key = str(chat)
-                self._last[key] = now
+                self._recent.setdefault(key, deque(maxlen=self.per_chat_burst)).append(now)
                 self._groups.setdefault(key, deque(maxlen=self.group_burst)).append(now)
                 self._all.append(now)
                 return now - started

@@ -87,8 +87,8 @@ def store() -> MemoryStore:
     return MemoryStore()
 
 
-def sender(bot: Bot, store: MemoryStore, clock: Clock, chat: int | None) -> TelegramSender:
-    gate = FloodGate(now=clock.seconds, sleep=clock.sleep)
+def sender(bot: Bot, store: MemoryStore, clock: Clock, chat: int | None, *, burst: int = 1) -> TelegramSender:
+    gate = FloodGate(now=clock.seconds, sleep=clock.sleep, per_chat_burst=burst)
     return TelegramSender(bot, store, lambda incident: str(chat) if chat else None, clock, gate=gate)
 
 
@@ -484,12 +484,14 @@ def test_retry_after_is_read_without_a_warning_of_ours_with_or_without_ptb_timed
 # ------------------------------------------------------------------------------------- pacing
 
 
+@pytest.mark.parametrize("burst", [1, 2], ids=["one-a-second", "serve's-bursts-of-two"])
 async def test_outbox_and_flood_gate_keep_within_telegrams_limits_so_the_strict_limiter_never_answers_429(
-    bot: Bot, fake: FakeTelegram, store: MemoryStore, clock: Clock
+    bot: Bot, fake: FakeTelegram, store: MemoryStore, clock: Clock, burst: int
 ) -> None:
+    """With a gate allowing bursts of two (as ``serve`` builds it), against a limiter tolerating two."""
     fake.clock = clock.seconds
-    fake.enforce(Limits(per_chat_interval=1.0, per_chat_burst=1, group_per_minute=20, overall_per_second=30))
-    chat = sender(bot, store, clock, FORUM_CHAT_ID)
+    fake.enforce(Limits(per_chat_interval=1.0, per_chat_burst=burst, group_per_minute=20, overall_per_second=30))
+    chat = sender(bot, store, clock, FORUM_CHAT_ID, burst=burst)
     await saved(store)
     long = "\n".join("y" * 100 for _ in range(100))  # a post of three messages
     async with store.transaction() as tx:
@@ -521,6 +523,9 @@ async def test_the_flood_gate_spaces_a_chat_caps_a_group_a_minute_and_the_bot_a_
     fresh = FloodGate(now=clock.seconds, sleep=clock.sleep)
     many = [await fresh.wait(f"chat{n}", group=False) for n in range(31)]
     assert many == [0.0] * 30 + [pytest.approx(1.0)]  # thirty at once, the 31st a second later
+    pairs = FloodGate(now=clock.seconds, sleep=clock.sleep, per_chat_burst=2)
+    waits = [await pairs.wait("b", group=False) for _ in range(5)]
+    assert waits == [0.0, 0.0, pytest.approx(2.0), 0.0, pytest.approx(2.0)]  # two together, one a second on average
 
 
 def test_the_bot_url_and_token_are_checked_when_the_bot_is_built() -> None:
