@@ -9,6 +9,7 @@ import gc
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,32 @@ from bot.lab.process import free_port
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS = {"INCIDENT_BOT_WEBHOOK_TOKEN": "soak-hook-token-0123", "INCIDENT_BOT_API_TOKEN": "soak-api-token-4567"}
 HOOK = {"Authorization": f"Bearer {TOKENS['INCIDENT_BOT_WEBHOOK_TOKEN']}"}
+
+
+@contextmanager
+def database(store: str, workdir: Path) -> Iterator[str]:
+    """The URL of the soak's database: a SQLite file in ``workdir``, or a throwaway PostgreSQL cluster."""
+    if store == "sqlite":
+        yield f"sqlite+aiosqlite:///{workdir / 'bot.db'}"
+    else:
+        with postgresql_database() as url:
+            yield url
+
+
+class Rows:
+    """Rows of the bot's database (read straight from it, as an operator could)."""
+
+    def __init__(self, url: str, workdir: Path) -> None:
+        self.url, self.workdir = url, workdir
+
+    def __call__(self, query: str) -> list[tuple[Any, ...]]:
+        if self.url.startswith("sqlite"):
+            with sqlite3.connect(self.workdir / "bot.db", timeout=30) as db:
+                return list(db.execute(query).fetchall())
+        import psycopg
+
+        with psycopg.connect(self.url.replace("postgresql+asyncpg://", "postgresql://"), autocommit=True) as conn:
+            return list(conn.execute(query).fetchall())
 
 
 @contextmanager

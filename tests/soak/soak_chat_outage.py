@@ -40,15 +40,12 @@ import argparse
 import itertools
 import json
 import re
-import sqlite3
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,7 +61,7 @@ from bot.lab.process import free_port
 from bot.testing.http_fake import FakeHttpServer
 from bot.testing.slack_api import FakeMessage, FakeSlack
 from bot.testing.telegram_api import FORUM_CHAT_ID, FakeTelegram
-from tests.soak._serve import HOOK, TOKENS, Serve, postgresql_database
+from tests.soak._serve import HOOK, TOKENS, Rows, Serve, database
 
 SIGNING_SECRET = "soak-outage-signing-secret-0123456789"
 CHANNEL = "C0OUTAGE"
@@ -123,31 +120,6 @@ def config_text(url: str, port: int, probe_port: int) -> str:
             f"  svc-{n}: {{match: {{labels: {{service: svc-{n}}}}}, hosts: [], url: 'http://127.0.0.1:{probe_port}/svc-{n}'}}"
         )
     return "\n".join(lines) + "\n"
-
-
-class Rows:
-    """Rows of the bot's database (read straight from it, as an operator could)."""
-
-    def __init__(self, url: str, workdir: Path) -> None:
-        self.url, self.workdir = url, workdir
-
-    def __call__(self, query: str) -> list[tuple[Any, ...]]:
-        if self.url.startswith("sqlite"):
-            with sqlite3.connect(self.workdir / "bot.db", timeout=30) as db:
-                return list(db.execute(query).fetchall())
-        import psycopg
-
-        with psycopg.connect(self.url.replace("postgresql+asyncpg://", "postgresql://"), autocommit=True) as conn:
-            return list(conn.execute(query).fetchall())
-
-
-@contextmanager
-def database(store: str, workdir: Path) -> Iterator[str]:
-    if store == "sqlite":
-        yield f"sqlite+aiosqlite:///{workdir / 'bot.db'}"
-    else:
-        with postgresql_database() as url:
-            yield url
 
 
 @dataclass

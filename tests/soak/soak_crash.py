@@ -39,15 +39,12 @@ import json
 import os
 import random
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -60,7 +57,7 @@ if __package__ in (None, ""):  # run as a file: make the checkout importable
 
 from bot.lab.process import free_port
 from bot.testing.slack_api import FakeMessage, FakeSlack
-from tests.soak._serve import HOOK, TOKENS, Serve, postgresql_database, wait_until
+from tests.soak._serve import HOOK, TOKENS, Rows, Serve, database, wait_until
 
 SIGNING_SECRET = "soak-crash-signing-secret-0123456789"
 CHANNELS = [f"C0SOAK{n:02d}" for n in range(16)]
@@ -180,29 +177,6 @@ class Client:
 def incident_of(message: FakeMessage) -> str:
     """The incident id the bot put in a Slack message's metadata."""
     return str(((message.metadata or {}).get("event_payload") or {}).get("incident_id"))
-
-
-class Rows:
-    def __init__(self, url: str, workdir: Path) -> None:
-        self.url, self.workdir = url, workdir
-
-    def __call__(self, query: str) -> list[tuple[Any, ...]]:
-        if self.url.startswith("sqlite"):
-            with sqlite3.connect(self.workdir / "bot.db", timeout=30) as db:
-                return list(db.execute(query).fetchall())
-        import psycopg
-
-        with psycopg.connect(self.url.replace("postgresql+asyncpg://", "postgresql://"), autocommit=True) as conn:
-            return list(conn.execute(query).fetchall())
-
-
-@contextmanager
-def database(store: str, workdir: Path) -> Iterator[str]:
-    if store == "sqlite":
-        yield f"sqlite+aiosqlite:///{workdir / 'bot.db'}"
-    else:
-        with postgresql_database() as url:
-            yield url
 
 
 def main() -> int:

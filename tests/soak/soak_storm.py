@@ -30,13 +30,10 @@ import json
 import os
 import random
 import re
-import sqlite3
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +45,7 @@ if __package__ in (None, ""):  # run as a file: make the checkout importable
 
 from bot.lab.process import free_port
 from bot.testing.slack_api import FakeSlack
-from tests.soak._serve import HOOK, TOKENS, Serve, percentile, postgresql_database, traced_command
+from tests.soak._serve import HOOK, TOKENS, Rows, Serve, database, percentile, traced_command
 
 SIGNING_SECRET = "soak-storm-signing-secret-0123456789"
 CHANNEL = "C0STORM"
@@ -154,29 +151,11 @@ async def send(url: str, bodies: list[bytes], duration: float) -> tuple[list[Sen
     return latencies, statuses, wall
 
 
-@contextmanager
-def database(store: str, workdir: Path) -> Iterator[str]:
-    if store == "sqlite":
-        yield f"sqlite+aiosqlite:///{workdir / 'bot.db'}"
-    else:
-        with postgresql_database() as url:
-            yield url
-
-
 def stored(url: str, workdir: Path) -> tuple[dict[str, str], list[tuple[str, int]]]:
     """Each stored alert's incident, and each incident key with its count."""
-    alerts_q = "SELECT fingerprint, incident_id FROM alerts"
-    keys_q = "SELECT key, count(*) FROM incidents GROUP BY key"
-    if url.startswith("sqlite"):
-        with sqlite3.connect(workdir / "bot.db", timeout=30) as db:
-            return dict(db.execute(alerts_q).fetchall()), list(db.execute(keys_q).fetchall())
-    import psycopg
-
-    with psycopg.connect(url.replace("postgresql+asyncpg://", "postgresql://"), autocommit=True) as conn:
-        return (
-            {fp: incident for fp, incident in conn.execute(alerts_q).fetchall()},
-            [(key, count) for key, count in conn.execute(keys_q).fetchall()],
-        )
+    rows = Rows(url, workdir)
+    alerts = {str(fp): str(incident) for fp, incident in rows("SELECT fingerprint, incident_id FROM alerts")}
+    return alerts, [(str(key), int(count)) for key, count in rows("SELECT key, count(*) FROM incidents GROUP BY key")]
 
 
 def slack_pace(slack: FakeSlack, since: float) -> dict[str, dict[str, float]]:
