@@ -163,8 +163,8 @@ def signal_pid(pid: int, sig: int) -> bool:
 def terminate(pid: int | None, *, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
     """Stop ``pid`` and, when it leads its own process group, the whole group: ``sig``, then SIGKILL.
 
-    A stopped (SIGSTOPped) process is continued so it can act on the signal. Returns once the leader is
-    gone (or a zombie); never signals our own process group.
+    A stopped (SIGSTOPped) process is continued so it can act on the signal. Returns once the leader (and,
+    for a group, every member) is gone or a zombie; never signals our own process group.
     """
     if not pid_alive(pid):
         return
@@ -193,6 +193,9 @@ def terminate(pid: int | None, *, timeout: float = 10.0, sig: int = signal.SIGTE
     if pid_alive(pid) or (leads_group and _group_alive(group)):
         send(signal.SIGKILL)
         wait_until(lambda: not pid_alive(pid), timeout=5, what=f"process {pid} to die")
+    if leads_group:  # a killed worker holds its sockets until it has exited: a connection made meanwhile is
+        # queued and then reset, which is not the "connection refused" a dead upstream gives
+        wait_until(lambda: not _group_alive(group), timeout=5, what=f"process group {group} to die")
     _reap(pid)
 
 

@@ -17,7 +17,6 @@ a word) and that replica is killed with SIGKILL: another replica claims the job 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import socket
 import subprocess
@@ -37,6 +36,7 @@ import pytest
 from bot.testing.pagerduty_api import FakePagerDuty
 from bot.testing.slack_api import FakeMessage, FakeSlack
 from tests.adapters.slack.inbound import interactive, signed_headers
+from tests.alertmanager_payload import firing_group
 from tests.conftest import Cluster
 from tests.e2e.test_alertmanager import healthy, wait_until
 from tests.test_serve import TOKENS, free_port
@@ -82,32 +82,7 @@ SERVICES = "\n".join(f"  replica-{n}: {{match: {{labels: {{service: replica-{n}}
 def group_payload(n: int, closed_port: int) -> bytes:
     """An Alertmanager v4 payload: the firing group of service ``replica-<n>``, two alerts with their own
     fingerprints, whose URLs point at a loopback port nothing listens on (the probe fails at once)."""
-    service = f"replica-{n}"
-    alerts = [
-        {
-            "status": "firing",
-            "labels": {
-                "alertname": "HTTP5xx",
-                "service": service,
-                "status": "502",
-                "instance": f"http://127.0.0.1:{closed_port}/{path}",
-            },
-            "annotations": {"summary": f"{service} {path} returns 502"},
-            "startsAt": "2026-11-30T05:59:12.403871648Z",
-            "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "http://prometheus.example:9090/graph",
-            "fingerprint": f"{n:012x}{i:04x}",
-        }
-        for i, path in enumerate(("api", "healthz"))
-    ]
-    body = {
-        "receiver": "incident-bot", "status": "firing", "alerts": alerts,
-        "groupLabels": {"alertname": "HTTP5xx", "service": service},
-        "commonLabels": {"alertname": "HTTP5xx", "service": service, "status": "502"},
-        "commonAnnotations": {}, "externalURL": "http://127.0.0.1:9093", "version": "4",
-        "groupKey": f'{{}}:{{alertname="HTTP5xx", service="{service}"}}', "truncatedAlerts": 0,
-    }  # fmt: skip
-    return json.dumps(body).encode()
+    return firing_group(f"replica-{n}", n, lambda path: f"http://127.0.0.1:{closed_port}/{path}")
 
 
 @dataclass

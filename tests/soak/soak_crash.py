@@ -34,7 +34,6 @@ Exit status 0 when every check passes, 1 when one fails.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import socket
@@ -56,6 +55,7 @@ if __package__ in (None, ""):  # run as a file: make the checkout importable
 
 from bot.lab.process import free_port
 from bot.testing.slack_api import FakeMessage, FakeSlack
+from tests.alertmanager_payload import firing_group
 from tests.soak._serve import HOOK, TOKENS, Rows, Serve, database, wait_until
 
 SIGNING_SECRET = "soak-crash-signing-secret-0123456789"
@@ -86,32 +86,7 @@ class SlowBadGateway(BaseHTTPRequestHandler):
 
 
 def group_payload(n: int, probe_port: int) -> bytes:
-    service = f"soak-{n}"
-    alerts = [
-        {
-            "status": "firing",
-            "labels": {
-                "alertname": "HTTP5xx",
-                "service": service,
-                "status": "502",
-                "instance": f"http://127.0.0.1:{probe_port}/{service}/{path}",
-            },
-            "annotations": {"summary": f"{service} {path} returns 502"},
-            "startsAt": "2026-11-30T05:59:12.403871648Z",
-            "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "http://prometheus.example:9090/graph",
-            "fingerprint": f"{n:012x}{i:04x}",
-        }
-        for i, path in enumerate(("api", "healthz"))
-    ]
-    body = {
-        "receiver": "incident-bot", "status": "firing", "alerts": alerts,
-        "groupLabels": {"alertname": "HTTP5xx", "service": service},
-        "commonLabels": {"alertname": "HTTP5xx", "service": service, "status": "502"},
-        "commonAnnotations": {}, "externalURL": "http://127.0.0.1:9093", "version": "4",
-        "groupKey": f'{{}}:{{alertname="HTTP5xx", service="{service}"}}', "truncatedAlerts": 0,
-    }  # fmt: skip
-    return json.dumps(body).encode()
+    return firing_group(f"soak-{n}", n, lambda path: f"http://127.0.0.1:{probe_port}/soak-{n}/{path}")
 
 
 def config_text(url: str, port: int, *, key: Path, known_hosts: Path, blackhole: int, probe_port: int) -> str:
